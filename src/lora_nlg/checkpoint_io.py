@@ -1,0 +1,304 @@
+"""Reading and writing GPT-2 weights and LoRA adapters: Hugging Face checkpoints, our LoRA files, PEFT adapters.
+
+Loading is strict: every expected tensor present, nothing unexpected, every shape checked. `.bin` files are
+read with `torch.load(weights_only=True)`, so a pickle that would run code is refused.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load_bytes
+from safetensors.torch import save as st_save_bytes
+
+from lora_nlg.fsutil import atomic_file
+from lora_nlg.lora import LoRAConfig, LoRAConv1D, make_lora_conv
+from lora_nlg.model import IGNORABLE_SUFFIXES, TIED_HEAD_KEY, CheckpointError, GPT2Config, _check_keys_and_shapes
+
+if TYPE_CHECKING:
+    from lora_nlg.model import GPT2
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+PEFT_PREFIX = "base_model.model."
+HEAD_DIM = 64  # every GPT-2 size; used when a legacy checkpoint comes without config.json
+
+
+# ------------------------------------------------------------------------------------------ raw files
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A flat {name: tensor} from a .safetensors file or a torch .bin/.pt file (weights only)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.suffix == ".safetensors":
+        try:
+            return st_load_bytes(path.read_bytes())
+        except SafetensorError as e:
+            raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused: the file holds pickled Python objects that would run code when loaded "
+            f"(torch.load weights_only=True rejected it: {str(e).splitlines()[0]}). Load only files you trust "
+            f"as plain tensors, e.g. convert it to safetensors.") from None
+    except Exception as e:  # zip/format errors from torch
+        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    for wrapper in ("model_state_dict", "state_dict"):  # the reference's {'model_state_dict': ...} files
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
+    return obj
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    data = st_save_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                         metadata={"format": "pt", **(metadata or {})})
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(header_len)).get("__metadata__", {}) or {}
+
+
+# ------------------------------------------------------------------------------------------ base model
+def locate_weights(path: Path) -> tuple[Path, Path | None]:
+    """(weights file, config.json or None) for a checkpoint directory or a single weights file."""
+    if path.is_dir():
+        for name in WEIGHT_FILES:
+            if (path / name).is_file():
+                cfg = path / "config.json"
+                return path / name, cfg if cfg.is_file() else None
+        raise CheckpointError(f"{path}: no {' or '.join(WEIGHT_FILES)} in this directory")
+    if path.is_file():
+        return path, None
+    raise CheckpointError(f"{path}: no such checkpoint file or directory")
+
+
+def normalise_keys(state: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
+    """Map both layouts (GPT2LMHeadModel `transformer.h.0…` and bare legacy `h.0…`) onto our names."""
+    out: dict[str, torch.Tensor] = {}
+    head = None
+    for key, tensor in state.items():
+        name = key.removeprefix("module.")
+        if name.endswith(IGNORABLE_SUFFIXES):
+            continue
+        if name == TIED_HEAD_KEY:
+            head = tensor
+            continue
+        if not name.startswith("transformer."):
+            name = "transformer." + name
+        if name in out:
+            raise CheckpointError(f"{source}: tensor {key} appears twice (with and without the transformer. prefix)")
+        out[name] = tensor
+    wte = out.get("transformer.wte.weight")
+    if head is not None and wte is not None and (head.shape != wte.shape or not torch.equal(head, wte)):
+        raise CheckpointError(f"{source}: lm_head.weight differs from transformer.wte.weight; GPT-2's head is tied "
+                              f"to the token embedding and an untied head is not supported")
+    return out
+
+
+def infer_config(state: dict[str, torch.Tensor], source: Path) -> GPT2Config:
+    try:
+        vocab, d = state["transformer.wte.weight"].shape
+        n_pos = state["transformer.wpe.weight"].shape[0]
+    except KeyError as e:
+        raise CheckpointError(f"{source}: missing tensor {e.args[0]} (needed to infer the model size)") from None
+    layers = {int(m.group(1)) for k in state if (m := re.match(r"transformer\.h\.(\d+)\.", k))}
+    if d % HEAD_DIM:
+        raise CheckpointError(f"{source}: n_embd={d} is not a multiple of the head size {HEAD_DIM}; add a config.json")
+    return GPT2Config(vocab_size=vocab, n_positions=n_pos, n_embd=d, n_layer=max(layers, default=-1) + 1,
+                      n_head=d // HEAD_DIM)
+
+
+def load_pretrained(cls: type["GPT2"], path: str | Path, lora: LoRAConfig | None) -> "GPT2":
+    path = Path(path)
+    weights, cfg_file = locate_weights(path)
+    state = normalise_keys(read_tensors(weights), weights)
+    if cfg_file is not None:
+        try:
+            config = GPT2Config.from_hf_dict(json.loads(cfg_file.read_text()), str(cfg_file))
+        except (json.JSONDecodeError, ValueError) as e:
+            raise CheckpointError(f"{cfg_file}: {e}") from None
+    else:
+        config = infer_config(state, weights)
+    with torch.device("meta"):
+        model = cls(config)
+    expected = {k: v for k, v in model.state_dict().items()}
+    _check_keys_and_shapes(expected, state, str(weights))
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=True)
+    if lora is not None:
+        model.add_lora(lora)
+    return model
+
+
+def merged_base_state(model: "GPT2") -> dict[str, torch.Tensor]:
+    """Base weights with every unmerged adapter folded in (fp32 arithmetic); the model is left untouched."""
+    state = {k: v.clone() for k, v in model.base_state_dict().items()}
+    for name, module in model.lora_modules():
+        if module.merged:
+            continue
+        weight = state[f"{name}.weight"]
+        for slice_name, (start, end) in module.slices.items():
+            block = weight[:, start:end]
+            block.copy_((block.float() + module.delta_weight(slice_name, torch.float32)).to(weight.dtype))
+    return state
+
+
+def save_pretrained(model: "GPT2", out_dir: str | Path, merge_lora: bool) -> None:
+    out_dir = Path(out_dir)
+    if merge_lora:
+        state = merged_base_state(model)
+    else:
+        if model.lora_merged:
+            raise CheckpointError("LoRA is merged into the weights: call unmerge_lora() first, or save_merged()")
+        state = model.base_state_dict()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_tensors(out_dir / "model.safetensors", state)
+    with atomic_file(out_dir / "config.json") as f:
+        json.dump(model.config.to_hf_dict(), f, indent=2)
+
+
+# ------------------------------------------------------------------------------------------ LoRA files
+def save_lora(model: "GPT2", path: str | Path) -> None:
+    if model.lora_config is None:
+        raise CheckpointError("the model has no LoRA adapters to save")
+    write_tensors(Path(path), model.lora_state_dict(),
+                  {"lora_config": json.dumps(model.lora_config.to_dict()),
+                   "model_config": json.dumps(model.config.to_hf_dict())})
+
+
+def load_lora(model: "GPT2", path: str | Path) -> None:
+    path = Path(path)
+    if model.lora_config is None:
+        raise CheckpointError(f"{path}: the model has no LoRA adapters to load into")
+    meta = read_metadata(path) if path.is_file() else {}
+    if "lora_config" in meta:
+        saved = json.loads(meta["lora_config"])
+        mine = model.lora_config.to_dict()
+        differ = [f"{k}: file {saved.get(k)!r} vs model {mine[k]!r}" for k in ("r", "alpha", "targets", "use_rslora")
+                  if saved.get(k) != mine[k]]
+        if differ:
+            raise CheckpointError(f"{path}: LoRA settings differ from the model's: " + "; ".join(differ))
+    model.load_lora_state_dict(read_tensors(path), str(path))
+
+
+def read_lora_config(path: str | Path) -> LoRAConfig | None:
+    """The LoRAConfig stored in a LoRA file's metadata (None for files without it)."""
+    meta = read_metadata(Path(path))
+    return LoRAConfig(**json.loads(meta["lora_config"])) if "lora_config" in meta else None
+
+
+# ------------------------------------------------------------------------------------------ PEFT
+def _peft_scale_alpha(scale: float, rank: int, rslora: bool) -> float:
+    """PEFT's lora_alpha giving the same scale at rank `rank` (alpha'/r' = alpha/r)."""
+    return scale * (math.sqrt(rank) if rslora else rank)
+
+
+def fused_adapter(module: LoRAConv1D) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-slice adapters as one adapter on the whole output: stacked A's, block-placed B's (rest zero)."""
+    names = list(module.slices)
+    a = torch.cat([module.lora_A[n].detach() for n in names], dim=0)
+    b = a.new_zeros(module.weight.shape[1], module.r * len(names))
+    for i, n in enumerate(names):
+        start, end = module.slices[n]
+        b[start:end, i * module.r:(i + 1) * module.r] = module.lora_B[n].detach()
+    return a, b
+
+
+def save_peft_adapter(model: "GPT2", out_dir: str | Path, base_model_name_or_path: str | None) -> None:
+    cfg = model.lora_config
+    if cfg is None:
+        raise CheckpointError("the model has no LoRA adapters to export")
+    tensors, ranks, alphas, targets = {}, {}, {}, []
+    for name, module in model.lora_modules():
+        a, b = fused_adapter(module)
+        tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"] = a
+        tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = b
+        suffix = ".".join(name.split(".")[-2:])  # e.g. attn.c_attn
+        ranks[suffix] = a.shape[0]
+        alphas[suffix] = _peft_scale_alpha(module.scale, a.shape[0], cfg.use_rslora)
+        if suffix not in targets:
+            targets.append(suffix)
+    default = targets[0]
+    config = {
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name_or_path,
+        "r": ranks[default], "lora_alpha": alphas[default], "lora_dropout": cfg.dropout,
+        "target_modules": targets, "fan_in_fan_out": True, "bias": "none", "use_rslora": cfg.use_rslora,
+        "modules_to_save": None, "init_lora_weights": True, "inference_mode": True,
+        "rank_pattern": {k: v for k, v in ranks.items() if v != ranks[default]},
+        "alpha_pattern": {k: v for k, v in alphas.items() if v != alphas[default]},
+        "layers_to_transform": None, "layers_pattern": None, "use_dora": False,
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_tensors(out_dir / "adapter_model.safetensors", tensors)
+    with atomic_file(out_dir / "adapter_config.json") as f:
+        json.dump(config, f, indent=2)
+
+
+def _pattern_value(patterns: dict, module_name: str, default):
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", module_name):
+            return value
+    return default
+
+
+def load_peft_adapter(cls: type["GPT2"], base_path: str | Path, adapter_dir: str | Path) -> "GPT2":
+    """A base checkpoint plus a PEFT LoRA adapter; each adapted module gets one adapter over its whole output."""
+    adapter_dir = Path(adapter_dir)
+    cfg_file = adapter_dir / "adapter_config.json"
+    try:
+        acfg = json.loads(cfg_file.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{adapter_dir}: no adapter_config.json (not a PEFT adapter directory)") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg_file}: invalid JSON ({e})") from None
+    if acfg.get("peft_type") != "LORA" or acfg.get("use_dora") or acfg.get("bias", "none") != "none":
+        raise CheckpointError(f"{cfg_file}: only plain LoRA adapters (peft_type LORA, no DoRA, bias none) are supported")
+    weights = next((adapter_dir / n for n in ("adapter_model.safetensors", "adapter_model.bin")
+                    if (adapter_dir / n).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"{adapter_dir}: no adapter_model.safetensors or adapter_model.bin")
+    tensors = read_tensors(weights)
+    model = load_pretrained(cls, base_path, lora=None)
+    modules = dict(model.named_modules())
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, t in tensors.items():
+        m = re.fullmatch(rf"{re.escape(PEFT_PREFIX)}(.+)\.lora_([AB])(?:\.default)?\.weight", key)
+        if m is None or m.group(1) not in modules:
+            raise CheckpointError(f"{weights}: unexpected tensor {key} (not a LoRA A/B weight of a GPT-2 module)")
+        pairs.setdefault(m.group(1), {})[m.group(2)] = t
+    rslora = bool(acfg.get("use_rslora", False))
+    dropout = float(acfg.get("lora_dropout", 0.0))
+    targets, r0, alpha0 = set(), int(acfg["r"]), float(acfg["lora_alpha"])
+    for name, ab in pairs.items():
+        if set(ab) != {"A", "B"}:
+            raise CheckpointError(f"{weights}: module {name} lacks lora_{'B' if 'A' in ab else 'A'}.weight")
+        parent_name, attr = name.rsplit(".", 1)
+        base = getattr(modules[parent_name], attr)
+        n_in, n_out = base.weight.shape
+        r = int(_pattern_value(acfg.get("rank_pattern") or {}, name, r0))
+        alpha = float(_pattern_value(acfg.get("alpha_pattern") or {}, name, alpha0))
+        if tuple(ab["A"].shape) != (r, n_in) or tuple(ab["B"].shape) != (n_out, r):
+            raise CheckpointError(f"{weights}: {name} adapter shapes A{tuple(ab['A'].shape)} B{tuple(ab['B'].shape)} "
+                                  f"do not fit r={r}, in={n_in}, out={n_out}")
+        scale = alpha / (math.sqrt(r) if rslora else r)
+        conv = make_lora_conv(base, {"all": (0, n_out)}, r, scale, dropout, "kaiming")
+        with torch.no_grad():
+            conv.lora_A["all"].copy_(ab["A"])
+            conv.lora_B["all"].copy_(ab["B"])
+        setattr(modules[parent_name], attr, conv)
+        targets.add(".".join(name.split(".")[-2:]).replace("attn.c_attn", "c_attn"))
+    model.lora_config = LoRAConfig(r=r0, alpha=alpha0, dropout=dropout, targets=tuple(sorted(targets)), use_rslora=rslora)
+    for n, p in model.named_parameters():
+        p.requires_grad_(".lora_" in n)
+    return model

@@ -1,0 +1,332 @@
+"""GPT-2 (pre-LayerNorm, tanh-GELU, learned positions, LM head tied to the token embedding) with LoRA.
+
+Parameter names follow Hugging Face's GPT2LMHeadModel (`transformer.h.0.attn.c_attn.weight`, Conv1D
+weights stored [in, out]), so checkpoints load without renaming or transposing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lora_nlg.lora import Conv1D, LoRAConfig, LoRAConv1D, lora_slices_for, make_lora_conv, module_targets
+
+
+@dataclass(frozen=True)
+class GPT2Config:
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    layer_norm_epsilon: float = 1e-5
+    dropout: float = 0.0  # embedding/attention/residual dropout; the reference has none (LoRA dropout is separate)
+
+    @classmethod
+    def preset(cls, name: str) -> "GPT2Config":
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
+        return PRESETS[name]
+
+    def to_hf_dict(self) -> dict:
+        """config.json as transformers writes it for GPT2LMHeadModel."""
+        return {
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": self.vocab_size,
+            "n_positions": self.n_positions, "n_ctx": self.n_positions, "n_embd": self.n_embd,
+            "n_layer": self.n_layer, "n_head": self.n_head, "n_inner": None, "activation_function": "gelu_new",
+            "layer_norm_epsilon": self.layer_norm_epsilon, "resid_pdrop": self.dropout, "embd_pdrop": self.dropout,
+            "attn_pdrop": self.dropout, "bos_token_id": 50256, "eos_token_id": 50256, "tie_word_embeddings": True,
+            "initializer_range": 0.02, "scale_attn_weights": True, "use_cache": True,
+        }
+
+    @classmethod
+    def from_hf_dict(cls, d: dict, source: str = "config.json") -> "GPT2Config":
+        if d.get("model_type", "gpt2") != "gpt2":
+            raise ValueError(f"{source}: model_type {d.get('model_type')!r} is not gpt2")
+        if d.get("n_inner") not in (None, 4 * d.get("n_embd", 0)):
+            raise ValueError(f"{source}: n_inner={d['n_inner']} is not supported (GPT-2 uses 4*n_embd)")
+        if d.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
+            raise ValueError(f"{source}: activation_function {d['activation_function']!r} is not GPT-2's tanh GELU")
+        try:
+            return cls(vocab_size=int(d["vocab_size"]), n_positions=int(d.get("n_positions", d.get("n_ctx", 1024))),
+                       n_embd=int(d["n_embd"]), n_layer=int(d["n_layer"]), n_head=int(d["n_head"]),
+                       layer_norm_epsilon=float(d.get("layer_norm_epsilon", 1e-5)))
+        except KeyError as e:
+            raise ValueError(f"{source}: missing field {e.args[0]!r}") from None
+
+
+PRESETS = {
+    "gpt2": GPT2Config(n_embd=768, n_layer=12, n_head=12),          # 124M
+    "gpt2-medium": GPT2Config(n_embd=1024, n_layer=24, n_head=16),  # 355M
+    "gpt2-large": GPT2Config(n_embd=1280, n_layer=36, n_head=20),   # 774M
+    "gpt2-xl": GPT2Config(n_embd=1600, n_layer=48, n_head=25),      # 1.5B
+    "small": GPT2Config(n_embd=128, n_layer=4, n_head=4),           # tests and the CPU demo
+    "tiny": GPT2Config(n_embd=64, n_layer=2, n_head=2),             # unit tests
+}
+
+
+class KVCache:
+    """Per-layer keys/values for incremental decoding; every row has its own length.
+
+    Storage is allocated at the first write, in the dtype and device of the computed keys, so the cache
+    follows the model's precision (fp32, bf16 autocast, fp64) without being told.
+    """
+
+    def __init__(self, batch_size: int, max_len: int) -> None:
+        self.batch_size, self.max_len = batch_size, max_len
+        self.lengths = torch.zeros(batch_size, dtype=torch.long)
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+        self.slots_in_use = 0  # attention spans slots [0, slots_in_use): the furthest position written so far + 1
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k/v [B,H,T,hd] at per-row positions [B,T]; return the cache slots in use for this layer."""
+        if layer == len(self.k):
+            b, h, _, hd = k.shape
+            self.k.append(k.new_zeros(b, h, self.max_len, hd))
+            self.v.append(v.new_zeros(b, h, self.max_len, hd))
+        index = positions[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
+        self.k[layer].scatter_(2, index, k.to(self.k[layer].dtype))
+        self.v[layer].scatter_(2, index, v.to(self.v[layer].dtype))
+        return self.k[layer][:, :, : self.slots_in_use], self.v[layer][:, :, : self.slots_in_use]
+
+    def reorder_(self, index: torch.Tensor) -> None:
+        """Rows become old rows[index]: beam reordering, or expanding B prompts to B*K beams."""
+        index = index.to(self.lengths.device)
+        self.lengths = self.lengths.index_select(0, index)
+        self.k = [t.index_select(0, index.to(t.device)) for t in self.k]
+        self.v = [t.index_select(0, index.to(t.device)) for t in self.v]
+        self.batch_size = len(index)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPT2Config) -> None:
+        super().__init__()
+        self.n_head, self.n_embd, self.dropout = cfg.n_head, cfg.n_embd, cfg.dropout
+        self.c_attn = Conv1D(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, positions: torch.Tensor | None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        p_drop = self.dropout if self.training else 0.0
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p_drop)
+        else:
+            keys, values = cache.write(layer, k, v, positions)
+            # A query at position p sees cache slots 0..p: earlier tokens of its own row only. Slots past a
+            # row's length hold stale padding, which this mask hides until it is overwritten.
+            slots = torch.arange(keys.shape[2], device=x.device)
+            mask = slots[None, None, None, :] <= positions[:, None, :, None]
+            y = F.scaled_dot_product_attention(q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, dropout_p=p_drop)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPT2Config) -> None:
+        super().__init__()
+        self.c_fc = Conv1D(cfg.n_embd, 4 * cfg.n_embd)
+        self.c_proj = Conv1D(4 * cfg.n_embd, cfg.n_embd)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPT2Config) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cache=None, layer=0, positions=None):
+        x = x + self.attn(self.ln_1(x), cache, layer, positions)
+        return x + self.mlp(self.ln_2(x))
+
+
+# Buffers some checkpoints carry that we recompute (causal masks) and the tied head.
+IGNORABLE_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+TIED_HEAD_KEY = "lm_head.weight"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model; the message names every offending tensor."""
+
+
+class GPT2(nn.Module):
+    def __init__(self, config: GPT2Config, lora: LoRAConfig | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.lora_config: LoRAConfig | None = None
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.n_positions, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon),
+        ))
+        self._init_weights()
+        if lora is not None:
+            self.add_lora(lora)
+
+    # ---------------------------------------------------------------------------------- construction
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # GPT-2 scales residual projections by depth
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * self.config.n_layer))
+            elif name.endswith(("wte.weight", "wpe.weight", "c_attn.weight", "c_fc.weight")):
+                nn.init.normal_(p, std=0.02)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    @classmethod
+    def from_preset(cls, name: str, lora: LoRAConfig | None = None) -> "GPT2":
+        return cls(GPT2Config.preset(name), lora=lora)
+
+    def add_lora(self, cfg: LoRAConfig) -> None:
+        """Attach adapters to every block and freeze everything else."""
+        if self.lora_config is not None:
+            raise RuntimeError("this model already has LoRA adapters")
+        for block in self.transformer.h:
+            for path, slice_names in module_targets(cfg).items():
+                parent_name, attr = path.split(".")
+                parent = getattr(block, parent_name)
+                base = getattr(parent, attr)
+                slices = lora_slices_for(path, slice_names, self.config.n_embd, base.weight.shape[1])
+                setattr(parent, attr, make_lora_conv(base, slices, cfg.r, cfg.scale, cfg.dropout, cfg.init))
+        self.lora_config = cfg
+        for name, p in self.named_parameters():
+            p.requires_grad_(".lora_" in name)
+
+    # ---------------------------------------------------------------------------------- forward
+    @property
+    def lm_head_weight(self) -> torch.Tensor:
+        return self.transformer.wte.weight
+
+    def hidden(self, input_ids: torch.Tensor, kv_cache: KVCache | None = None,
+               input_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        B, T = input_ids.shape
+        steps = torch.arange(T, device=input_ids.device)
+        if kv_cache is None:
+            positions = None
+            pos_ids = steps[None, :]
+        else:
+            if kv_cache.batch_size != B:
+                raise ValueError(f"kv_cache holds {kv_cache.batch_size} rows but input has {B}")
+            positions = kv_cache.lengths.to(input_ids.device)[:, None] + steps[None, :]
+            pos_ids = positions
+        furthest = int(pos_ids.max())
+        limit = self.config.n_positions if kv_cache is None else min(self.config.n_positions, kv_cache.max_len)
+        if furthest >= limit:
+            raise ValueError(f"sequence reaches position {furthest}, beyond the limit {limit}")
+        if kv_cache is not None:
+            kv_cache.slots_in_use = max(kv_cache.slots_in_use, furthest + 1)
+        x = self.transformer.drop(self.transformer.wte(input_ids) + self.transformer.wpe(pos_ids))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache, i, positions)
+        if kv_cache is not None:
+            added = input_lengths.to(kv_cache.lengths.device) if input_lengths is not None else T
+            kv_cache.lengths = kv_cache.lengths + added
+        return self.transformer.ln_f(x)
+
+    def forward(self, input_ids: torch.Tensor, *, logits_mask: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None, input_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B,T,V]; with `logits_mask` [B,T] (bool) only at the True positions, as [N,V] (row-major)."""
+        h = self.hidden(input_ids, kv_cache, input_lengths)
+        if logits_mask is not None:
+            h = h[logits_mask]
+        return F.linear(h, self.lm_head_weight)
+
+    # ---------------------------------------------------------------------------------- LoRA
+    def lora_modules(self) -> Iterator[tuple[str, LoRAConv1D]]:
+        return ((n, m) for n, m in self.named_modules() if isinstance(m, LoRAConv1D))
+
+    def lora_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for n, p in self.named_parameters() if ".lora_" in n)
+
+    def lora_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach() for n, p in self.named_parameters() if ".lora_" in n}
+
+    def load_lora_state_dict(self, state: dict[str, torch.Tensor], source: str = "LoRA state") -> None:
+        expected = self.lora_state_dict()
+        if not expected:
+            raise CheckpointError(f"{source}: the model has no LoRA adapters to load into")
+        _check_keys_and_shapes(expected, state, source)
+        with torch.no_grad():
+            for name, p in expected.items():
+                p.copy_(state[name])
+
+    def merge_lora(self) -> None:
+        for _, m in self.lora_modules():
+            m.merge()
+
+    def unmerge_lora(self) -> None:
+        for _, m in self.lora_modules():
+            m.unmerge()
+
+    @property
+    def lora_merged(self) -> bool:
+        return any(m.merged for _, m in self.lora_modules())
+
+    def save_lora(self, path: str | Path) -> None:
+        from lora_nlg import checkpoint_io
+        checkpoint_io.save_lora(self, path)
+
+    def load_lora(self, path: str | Path) -> None:
+        from lora_nlg import checkpoint_io
+        checkpoint_io.load_lora(self, path)
+
+    def save_peft_adapter(self, out_dir: str | Path, base_model_name_or_path: str | None = None) -> None:
+        from lora_nlg import checkpoint_io
+        checkpoint_io.save_peft_adapter(self, out_dir, base_model_name_or_path)
+
+    def save_merged(self, out_dir: str | Path) -> None:
+        from lora_nlg import checkpoint_io
+        checkpoint_io.save_pretrained(self, out_dir, merge_lora=True)
+
+    def save_pretrained(self, out_dir: str | Path) -> None:
+        """The base weights (LoRA not included) as a Hugging Face GPT-2 checkpoint."""
+        from lora_nlg import checkpoint_io
+        checkpoint_io.save_pretrained(self, out_dir, merge_lora=False)
+
+    # ---------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, path: str | Path, lora: LoRAConfig | None = None) -> "GPT2":
+        from lora_nlg import checkpoint_io
+        return checkpoint_io.load_pretrained(cls, path, lora)
+
+    @classmethod
+    def from_peft_adapter(cls, base_path: str | Path, adapter_dir: str | Path) -> "GPT2":
+        from lora_nlg import checkpoint_io
+        return checkpoint_io.load_peft_adapter(cls, base_path, adapter_dir)
+
+    def base_state_dict(self) -> dict[str, torch.Tensor]:
+        """Base weights under their Hugging Face names (no LoRA tensors)."""
+        return {n: p.detach() for n, p in self.named_parameters() if ".lora_" not in n}
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def _check_keys_and_shapes(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], source: str) -> None:
+    problems = [f"missing tensor {k} {tuple(v.shape)}" for k, v in expected.items() if k not in got]
+    problems += [f"unexpected tensor {k} {tuple(got[k].shape)}" for k in got if k not in expected]
+    problems += [f"tensor {k} has shape {tuple(got[k].shape)}, expected {tuple(v.shape)}"
+                 for k, v in expected.items() if k in got and tuple(got[k].shape) != tuple(v.shape)]
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise CheckpointError(f"{source}: {len(problems)} problem(s) loading the checkpoint:\n  " + "\n  ".join(shown))
+
+
+__all__ = ["GPT2", "GPT2Config", "KVCache", "PRESETS", "CheckpointError", "LoRAConfig"]
