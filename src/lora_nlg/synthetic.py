@@ -61,11 +61,12 @@ def render(mr: dict[str, str], variant: int) -> str:
     """One tokenised reference that mentions every attribute of `mr`."""
     kind = mr.get("Type", "place")
     food = mr.get("food")
-    food = "fast" if food == "Fast food" else food  # "fast food", not "Fast food food"
-    head = f"{food} {kind}" if food and variant % 2 else kind
+    food_adj = "fast food" if food == "Fast food" else food            # "a fast food pub", "an Italian pub"
+    food_noun = "fast food" if food == "Fast food" else f"{food} food"  # "serving fast food", "serving Italian food"
+    head = f"{food_adj} {kind}" if food and variant % 2 else kind
     extras = []
     if food and not variant % 2:
-        extras.append(["serving " + food + " food", "that serves " + food + " food", "offering " + food + " food"][variant % 3])
+        extras.append(["serving ", "that serves ", "offering "][variant % 3] + food_noun)
     if "price" in mr:
         extras.append(_price_phrase(mr["price"], variant))
     if "customer rating" in mr:

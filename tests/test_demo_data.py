@@ -1,0 +1,64 @@
+"""The demo's own data: generated set determinism and consistency, and the held-out split."""
+from __future__ import annotations
+
+import json
+import re
+
+from lora_nlg import synthetic
+from lora_nlg.demo import split_for_demo
+
+
+def read_pairs(path):
+    return [line.split("||") for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_generated_set_is_deterministic(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    counts = synthetic.write_dataset(a, seed=3, sizes={"train": 50, "valid": 5, "test": 5})
+    synthetic.write_dataset(b, seed=3, sizes={"train": 50, "valid": 5, "test": 5})
+    synthetic.write_dataset(c, seed=4, sizes={"train": 50, "valid": 5, "test": 5})
+    for split in ("train", "valid", "test"):
+        assert (a / "e2e" / f"{split}.txt").read_bytes() == (b / "e2e" / f"{split}.txt").read_bytes()
+    assert (a / "e2e" / "train.txt").read_bytes() != (c / "e2e" / "train.txt").read_bytes()
+    assert len({mr for mr, _ in read_pairs(a / "e2e" / "train.txt")}) == 50
+    assert counts["train"] == len(read_pairs(a / "e2e" / "train.txt")) >= 100  # 2-4 references per input
+
+
+def test_references_mention_every_attribute(tmp_path):
+    synthetic.write_dataset(tmp_path, seed=0, sizes={"train": 200, "valid": 1, "test": 1})
+    family_yes = ["family - friendly .", "Children are welcome .", "kid friendly ."]
+    family_no = ["not family - friendly .", "not suitable for children .", "adults only ."]
+    for mr, ref in read_pairs(tmp_path / "e2e" / "train.txt"):
+        attrs = dict(part.split(" : ", 1) for part in mr.split(" | "))
+        assert ref.startswith(attrs["name"]) or f"called {attrs['name']}" in ref
+        for key in ("near", "area", "price", "customer rating"):
+            if key in attrs:
+                assert attrs[key] in ref, (key, mr, ref)
+        if "food" in attrs:
+            assert ("fast food" if attrs["food"] == "Fast food" else attrs["food"]) in ref
+        if "Type" in attrs:
+            assert attrs["Type"] in ref
+        if "family friendly" in attrs:
+            phrases = family_yes if attrs["family friendly"] == "yes" else family_no
+            assert any(p in ref for p in phrases), (mr, ref)
+            if attrs["family friendly"] == "yes":
+                assert not any(p in ref for p in family_no)
+        assert re.fullmatch(r"[\w£ ,.\-']+", ref), ref  # tokenised like the E2E files: no glued punctuation
+
+
+def test_demo_split_holds_out_whole_inputs(tmp_path):
+    def write(path, contexts):
+        rows = [{"id": i, "context": c, "completion": f"text {i}", "context_ids": [1, 50256],
+                 "completion_ids": [2, 50256]} for i, c in enumerate(contexts)]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    src = tmp_path / "valid.jsonl"
+    write(src, [f"mr{i // 3}" for i in range(30)])  # 10 inputs x 3 references
+    test = tmp_path / "test.jsonl"
+    write(test, [f"t{i // 2}" for i in range(20)])
+    counts = split_for_demo(src, test, tmp_path / "out", valid_inputs=2, test_inputs=4)
+    assert counts == {"train": 24, "valid": 6, "test": 8, "test_inputs": 4}
+    load = lambda name: [json.loads(l) for l in (tmp_path / "out" / name).read_text().splitlines()]
+    train_ctx = {r["context"] for r in load("train.jsonl")}
+    valid_ctx = {r["context"] for r in load("valid.jsonl")}
+    assert valid_ctx == {"mr2", "mr7"} and not train_ctx & valid_ctx  # spread over the file, never shared
+    assert [r["id"] for r in load("valid.jsonl")] == list(range(6))
