@@ -42,7 +42,7 @@ def test_decode_defaults_are_the_contract():
 
 def test_demo_preset_loads():
     cfg = load_config(CONFIGS / "demo.yaml")
-    assert cfg.train.max_steps > 0 and cfg.model.name == "gpt2"
+    assert cfg.train.max_steps > 0 and cfg.model.name == "small" and cfg.model.pretrained == "demo/base"
 
 
 def test_max_steps_from_epochs_is_the_references_arithmetic():
