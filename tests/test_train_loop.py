@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import write_dataset  # noqa: E402
+from fixture_data import data_dir, one_thread, write_dataset  # noqa: E402,F401 (fixtures)
 
 import lora_nlg.train as train_mod  # noqa: E402
 from lora_nlg import GPT2  # noqa: E402
@@ -26,17 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "e2e.yaml")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: spinning OpenMP threads only slow the tests down
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("train-data"))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import write_dataset  # noqa: E402
+from fixture_data import data_dir, one_thread, write_dataset  # noqa: E402,F401 (fixtures)
 
 from lora_nlg import GPT2, LoRAConfig  # noqa: E402
 from lora_nlg.batching import (DataError, collate, epoch_plan, load_examples, rank_share, split_by_tokens,  # noqa: E402
@@ -18,17 +18,6 @@ from lora_nlg.batching import (DataError, collate, epoch_plan, load_examples, ra
 from lora_nlg.train import REFERENCE_DENOM_EPS, ReferenceAdamW, lr_lambda, token_loss_sum  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: spinning OpenMP threads only slow the tests down
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("train-data"))
 
 
 # ---------------------------------------------------------------------------------------------- loss
