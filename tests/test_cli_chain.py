@@ -76,8 +76,8 @@ def test_bad_input_is_refused_with_a_clear_message(chain, tmp_path):
     mismatch = run("eval/score.py", "e2e", str(refs), str(hyp), ok=False)
     assert mismatch.returncode != 0 and "1" in mismatch.stderr and "2" in mismatch.stderr
 
-    preset = run("-m", "lora_nlg.train", "configs/demo.yaml", "model.name=gpt5", f"train.out_dir={tmp_path}",
-                 "model.random_init=true", ok=False)
+    preset = run("-m", "lora_nlg.train", "configs/demo.yaml", "model.name=gpt5", "model.pretrained=",
+                 f"data.dir={tmp_path}", f"train.out_dir={tmp_path}", ok=False)
     assert preset.returncode != 0 and "gpt5" in preset.stderr and "Traceback" not in preset.stderr
 
     unknown = run("-m", "lora_nlg.train", "configs/nope.yaml", ok=False)
