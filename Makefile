@@ -8,6 +8,11 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
+# OpenMP threads that sleep instead of spinning: on a shared or oversubscribed CPU spinning threads can make
+# every stage several times slower; set OMP_WAIT_POLICY=ACTIVE yourself on a dedicated machine.
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
+
 # Stage variables (documented in README.md).
 DATASET  ?= e2e
 RAW_DIR  ?=
@@ -91,10 +96,10 @@ DECODE_LAUNCH = $(PY) -m torch.distributed.run --nnodes=$(NNODES) --node_rank=$(
 endif
 
 decode: setup ## beam search -> checkpoints/$(RUN)/decode/$(SPLIT)/ (RUN, SPLIT, NPROC, ARGS="decode.beam=5 --checkpoint best")
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(DECODE_LAUNCH) --run-name $(RUN) --split $(SPLIT) $(ARGS)
+	$(DECODE_LAUNCH) --run-name $(RUN) --split $(SPLIT) $(ARGS)
 
 bench-decode: setup ## beam-search speed vs the reference regime (ARGS="--batch 1,16 --dtype bf16 --reference")
-	OMP_WAIT_POLICY=PASSIVE $(PY) scripts/bench_decode.py --model $(if $(filter-out file,$(origin MODEL)),$(MODEL),gpt2) \
+	$(PY) scripts/bench_decode.py --model $(if $(filter-out file,$(origin MODEL)),$(MODEL),gpt2) \
 		$(or $(ARGS),--beam 10 --batch 16 --inputs 32 --max-new-tokens 64 --reference)
 
 # ---- eval (issue 6) ---------------------------------------------------------------------------
@@ -137,11 +142,11 @@ $(DEMO_ADAPTER): $(DEMO_BASE)
 
 $(DEMO_RUN_DIR)/decode/test/hyp.txt: $(DEMO_ADAPTER)
 	@echo "== demo 4/6: beam search with the LoRA adapter"
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) -m lora_nlg.decode --run-name $(DEMO_RUN) --split test
+	$(PY) -m lora_nlg.decode --run-name $(DEMO_RUN) --split test
 
 $(DEMO_DIR)/base-run/decode/test/hyp.txt: $(DEMO_BASE)
 	@echo "== demo 5/6: beam search with the base model alone (before LoRA), for comparison"
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) -m lora_nlg.decode --merged $(DEMO_DIR)/base \
+	$(PY) -m lora_nlg.decode --merged $(DEMO_DIR)/base \
 		--config configs/demo.yaml --data $(DEMO_DATA) --out $(DEMO_DIR)/base-run/decode/test
 
 $(DEMO_RUN_DIR)/eval/test.json: $(DEMO_RUN_DIR)/decode/test/hyp.txt
