@@ -33,7 +33,7 @@ PYTEST_ARGS ?=
 .PHONY: pretrained help setup test data train decode eval demo bench bench-train bench-decode e2e webnlg dart clean-venv
 
 help: ## list targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_ -]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv and install requirements (re-runs when they change)
 
