@@ -69,34 +69,27 @@ TRAIN_OVERRIDES = train.run=$(RUN) \
 	$(if $(filter-out file,$(origin MODEL)),model.name=$(MODEL)) \
 	$(if $(PRETRAINED),model.pretrained=$(PRETRAINED)) \
 	$(if $(filter 1 true yes,$(RESUME)),train.resume=true)
+# One process runs the module directly; more go through torchrun (one machine, or NNODES machines).
 ifeq ($(NPROC)$(NNODES),11)
-TRAIN_LAUNCH = $(PY) -m lora_nlg.train
+LAUNCH = $(PY) -m
 else ifeq ($(NNODES),1)
-TRAIN_LAUNCH = $(PY) -m torch.distributed.run --standalone --nproc_per_node=$(NPROC) -m lora_nlg.train
+LAUNCH = $(PY) -m torch.distributed.run --standalone --nproc_per_node=$(NPROC) -m
 else
-TRAIN_LAUNCH = $(PY) -m torch.distributed.run --nnodes=$(NNODES) --node_rank=$(NODE_RANK) \
-	--nproc_per_node=$(NPROC) --master_addr=$(MASTER_ADDR) --master_port=$(MASTER_PORT) -m lora_nlg.train
+LAUNCH = $(PY) -m torch.distributed.run --nnodes=$(NNODES) --node_rank=$(NODE_RANK) \
+	--nproc_per_node=$(NPROC) --master_addr=$(MASTER_ADDR) --master_port=$(MASTER_PORT) -m
 endif
 
 train: setup ## LoRA fine-tuning into checkpoints/$(RUN)/ (DATASET, MODEL|PRETRAINED, RUN, NPROC, NNODES, RESUME=1, ARGS)
-	$(TRAIN_LAUNCH) $(CONFIG) $(TRAIN_OVERRIDES) $(ARGS)
+	$(LAUNCH) lora_nlg.train $(CONFIG) $(TRAIN_OVERRIDES) $(ARGS)
 
 bench-train: setup ## training throughput vs the reference's pad-to-512 regime (ARGS="--dtype bf16 --pad 512")
 	$(PY) scripts/bench_train.py --model $(if $(filter-out file,$(origin MODEL)),$(MODEL),gpt2) $(ARGS)
 
 # ---- decode (issue 5) -------------------------------------------------------------------------
 # --run-name, not --run: torchrun's own --run-path option would claim the prefix.
-ifeq ($(NPROC)$(NNODES),11)
-DECODE_LAUNCH = $(PY) -m lora_nlg.decode
-else ifeq ($(NNODES),1)
-DECODE_LAUNCH = $(PY) -m torch.distributed.run --standalone --nproc_per_node=$(NPROC) -m lora_nlg.decode
-else
-DECODE_LAUNCH = $(PY) -m torch.distributed.run --nnodes=$(NNODES) --node_rank=$(NODE_RANK) \
-	--nproc_per_node=$(NPROC) --master_addr=$(MASTER_ADDR) --master_port=$(MASTER_PORT) -m lora_nlg.decode
-endif
 
 decode: setup ## beam search -> checkpoints/$(RUN)/decode/$(SPLIT)/ (RUN, SPLIT, NPROC, ARGS="decode.beam=5 --checkpoint best")
-	$(DECODE_LAUNCH) --run-name $(RUN) --split $(SPLIT) $(ARGS)
+	$(LAUNCH) lora_nlg.decode --run-name $(RUN) --split $(SPLIT) $(ARGS)
 
 bench-decode: setup ## beam-search speed vs the reference regime (ARGS="--batch 1,16 --dtype bf16 --reference")
 	$(PY) scripts/bench_decode.py --model $(if $(filter-out file,$(origin MODEL)),$(MODEL),gpt2) \
