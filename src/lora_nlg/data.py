@@ -18,9 +18,7 @@ import argparse
 import csv
 import io
 import json
-import os
 import re
-import secrets
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from xml.parsers import expat
 import numpy as np
 from tqdm import tqdm
 
+from lora_nlg.fsutil import atomic_file
 from lora_nlg.download import DownloadError, download, sha256_file
 from lora_nlg.tokenizer import EOT_ID, get_tokenizer
 
@@ -558,16 +557,8 @@ def _display_path(path: Path, root: Path) -> str:
 
 def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
     """Write to a temp file in the same directory, then rename: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temp, "x", encoding="utf-8") as handle:  # plain open: permissions follow the umask
-            for line in lines:
-                handle.write(line)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
 
 
 def jsonl_lines(records: Iterable[dict]) -> Iterator[str]:
