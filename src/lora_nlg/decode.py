@@ -23,7 +23,6 @@ CLI: `python -m lora_nlg.decode --run RUN --split test [decode.beam=5 ...]` (see
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -35,6 +34,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
+from lora_nlg.model import KVCache
 from lora_nlg.tokenizer import DOUBLE_NEWLINE_ID, EOT_ID
 
 
@@ -140,42 +140,6 @@ def plan_batches(lengths: list[int], settings: BeamSettings, batch_size: int, ma
 
 
 # ------------------------------------------------------------------------------------------ the search
-@functools.lru_cache(maxsize=None)
-def _kv_cache_class():
-    from lora_nlg.model import KVCache
-
-    class ReusingKVCache(KVCache):
-        """A KVCache whose reorder_ gathers into a second buffer kept from the previous step, copying only the
-        slots in use. A fresh index_select allocates the whole cache every step (1.3 GB for gpt2 with 16 inputs x
-        10 beams); glibc serves blocks that large with mmap, so every step paid page faults for all of it
-        (measured 62 ms vs 11 ms per layer tensor, ~40% of gpt2 decode time)."""
-
-        def __init__(self, batch_size: int, max_len: int) -> None:
-            super().__init__(batch_size, max_len)
-            self._spare: dict[tuple[str, int], torch.Tensor] = {}
-
-        def reorder_(self, index: torch.Tensor) -> None:
-            index = index.to(self.lengths.device)
-            n, used = len(index), self.slots_in_use
-            self.lengths = self.lengths.index_select(0, index)
-            for name in ("k", "v"):
-                store = getattr(self, name)
-                for layer, current in enumerate(store):
-                    spare = self._spare.get((name, layer))
-                    if spare is None or spare.shape[0] < n:
-                        # zeros, not empty: masked slots are still multiplied by 0 in attention, and 0 * NaN junk
-                        # from uninitialised memory would be NaN
-                        spare = current.new_zeros((n, *current.shape[1:]))
-                    target = spare[:n]
-                    torch.index_select(current[:, :, :used], 0, index.to(current.device), out=target[:, :, :used])
-                    # the buffer just read becomes the next step's target (its base, for full capacity)
-                    self._spare[(name, layer)] = current if current._base is None else current._base
-                    store[layer] = target
-            self.batch_size = n
-
-    return ReusingKVCache
-
-
 def search_batch(model, prompts: list[list[int]], s: BeamSettings, early_stop: bool = True,
                  stats: dict | None = None) -> list[Hypothesis]:
     """Beam search for one batch of prompts: one prefill per prompt, then B x K rows per forward."""
@@ -187,7 +151,7 @@ def search_batch(model, prompts: list[list[int]], s: BeamSettings, early_stop: b
         ids[b, :len(p)] = torch.tensor(p, dtype=torch.long)
     last = torch.zeros_like(ids, dtype=torch.bool)
     last[torch.arange(B, device=device), lengths - 1] = True
-    cache = _kv_cache_class()(batch_size=B, max_len=ids.shape[1] + M)
+    cache = KVCache(batch_size=B, max_len=ids.shape[1] + M)
     logits = model(ids, kv_cache=cache, input_lengths=lengths, logits_mask=last)  # [B, V]: one row per prompt
     sdt = torch.promote_types(logits.dtype, torch.float32)  # scores never accumulate in bf16
     eos = torch.tensor(s.eos_ids, dtype=torch.long, device=device)

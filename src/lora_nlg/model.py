@@ -83,6 +83,7 @@ class KVCache:
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
         self.slots_in_use = 0  # attention spans slots [0, slots_in_use): the furthest position written so far + 1
+        self._spare: dict[tuple[str, int], torch.Tensor] = {}  # reorder_ targets, reused between calls
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k/v [B,H,T,hd] at per-row positions [B,T]; return the cache slots in use for this layer."""
@@ -96,12 +97,28 @@ class KVCache:
         return self.k[layer][:, :, : self.slots_in_use], self.v[layer][:, :, : self.slots_in_use]
 
     def reorder_(self, index: torch.Tensor) -> None:
-        """Rows become old rows[index]: beam reordering, or expanding B prompts to B*K beams."""
+        """Rows become old rows[index]: beam reordering, or expanding B prompts to B*K beams.
+
+        Gathers into a second buffer kept from the previous call, copying only the slots in use. A fresh
+        index_select would allocate the whole cache every step (1.3 GB for gpt2 with 16 inputs x 10 beams), which
+        glibc serves with mmap, so every beam step paid page faults for all of it (~40% of gpt2 decode time).
+        """
         index = index.to(self.lengths.device)
+        n, used = len(index), self.slots_in_use
         self.lengths = self.lengths.index_select(0, index)
-        self.k = [t.index_select(0, index.to(t.device)) for t in self.k]
-        self.v = [t.index_select(0, index.to(t.device)) for t in self.v]
-        self.batch_size = len(index)
+        for name, store in (("k", self.k), ("v", self.v)):
+            for layer, current in enumerate(store):
+                spare = self._spare.get((name, layer))
+                if spare is None or spare.shape[0] < n:
+                    # zeros, not empty: masked slots are still multiplied by 0 in attention, and 0 * NaN junk
+                    # from uninitialised memory would be NaN
+                    spare = current.new_zeros((n, *current.shape[1:]))
+                target = spare[:n]
+                torch.index_select(current[:, :, :used], 0, index.to(current.device), out=target[:, :, :used])
+                # the buffer just read becomes the next call's target (its base, for full capacity)
+                self._spare[(name, layer)] = current if current._base is None else current._base
+                store[layer] = target
+        self.batch_size = n
 
 
 class CausalSelfAttention(nn.Module):
