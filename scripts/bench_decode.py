@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads d
 
 import psutil  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from lora_nlg import GPT2, KVCache, get_tokenizer  # noqa: E402
 from lora_nlg.decode import DTYPES, BeamSettings, generate  # noqa: E402
@@ -86,10 +87,11 @@ def reference_regime(model, prompt: list[int], s: BeamSettings, seq_len: int = 5
     last[:, len(query) - 1] = True
     cache = KVCache(batch_size=K, max_len=seq_len)
     lengths = torch.full((K,), len(query))
+    hidden = model.hidden(padded, kv_cache=cache, input_lengths=lengths)
     if faithful:  # model(_query) returns logits at every position; gpt2_beam.py then picks query_len - 1
-        logits = model(padded, kv_cache=cache, input_lengths=lengths)[:, len(query) - 1]
+        logits = lm_head(model, hidden)[:, len(query) - 1]
     else:
-        logits = model(padded, kv_cache=cache, input_lengths=lengths, logits_mask=last)
+        logits = lm_head(model, hidden[last])
     stack_present(cache, faithful)
     beam_scores = torch.zeros(1, K)
     history, token = None, None
@@ -106,7 +108,7 @@ def reference_regime(model, prompt: list[int], s: BeamSettings, seq_len: int = 5
 
     for i in range(M):
         if i > 0:
-            logits = model(token[:, None], kv_cache=cache)[:, -1]
+            logits = lm_head(model, model.hidden(token[:, None], kv_cache=cache))[:, -1]
             stack_present(cache, faithful)
         logits = logits.float()
         if s.repetition_penalty != 1.0 and history is not None:
@@ -131,6 +133,11 @@ def reference_regime(model, prompt: list[int], s: BeamSettings, seq_len: int = 5
         add_candidates(True, i + 1)
     add_candidates(False, M)
     return best_seq[:-1] if best_seq and best_seq[-1] in s.eos_ids else best_seq
+
+
+def lm_head(model, hidden: torch.Tensor) -> torch.Tensor:
+    """The reference's LM head: one nn.Linear over all rows (not our blocked projection)."""
+    return F.linear(hidden, model.lm_head_weight)
 
 
 def stack_present(cache, faithful: bool) -> None:

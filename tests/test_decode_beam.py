@@ -179,6 +179,8 @@ class MarkovLM(torch.nn.Module):
         self.lm_head_weight = self.log_probs
 
     def forward(self, input_ids, *, logits_mask=None, kv_cache=None, input_lengths=None):
+        if kv_cache is not None:  # nothing to store, but the cache still counts tokens, as GPT2.hidden makes it
+            kv_cache.advance(input_lengths if input_lengths is not None else input_ids.shape[1])
         logits = self.log_probs[input_ids]
         return logits[logits_mask] if logits_mask is not None else logits
 

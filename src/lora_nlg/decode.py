@@ -34,7 +34,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from lora_nlg.model import KVCache
+from lora_nlg.kv_cache import BeamKVCache
 from lora_nlg.tokenizer import DOUBLE_NEWLINE_ID, EOT_ID
 
 
@@ -151,7 +151,7 @@ def search_batch(model, prompts: list[list[int]], s: BeamSettings, early_stop: b
         ids[b, :len(p)] = torch.tensor(p, dtype=torch.long)
     last = torch.zeros_like(ids, dtype=torch.bool)
     last[torch.arange(B, device=device), lengths - 1] = True
-    cache = KVCache(batch_size=B, max_len=ids.shape[1] + M)
+    cache = BeamKVCache(n_inputs=B, beam=K, prompt_len=ids.shape[1], max_new_tokens=M)
     logits = model(ids, kv_cache=cache, input_lengths=lengths, logits_mask=last)  # [B, V]: one row per prompt
     sdt = torch.promote_types(logits.dtype, torch.float32)  # scores never accumulate in bf16
     eos = torch.tensor(s.eos_ids, dtype=torch.long, device=device)
