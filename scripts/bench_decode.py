@@ -39,6 +39,8 @@ from lora_nlg import GPT2, KVCache, get_tokenizer  # noqa: E402
 from lora_nlg.decode import DTYPES, BeamSettings, generate  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
 
+from bench_train import measured_peak_flops  # noqa: E402  (scripts/ is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_E2E_TEST = REPO.parent / "shared" / "data" / "e2e" / "test.txt"
 
@@ -149,6 +151,15 @@ def stack_present(cache, faithful: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- measuring
+def weight_matmul_flops(cfg, prompt_tokens: int, prompts: int, beam_rows: int) -> float:
+    """FLOPs of the weight matmuls a beam search needs whatever its implementation: every prompt token once
+    through the blocks, one LM-head row per prompt, and each later beam row through blocks and head. (Attention
+    scores and what a regime recomputes or pads are not counted, so FLOP/s compare useful work.)"""
+    block = 2 * 12 * cfg.n_embd ** 2 * cfg.n_layer  # c_attn 3d^2 + c_proj d^2 + MLP 8d^2, x2 FLOPs per MAC
+    head = 2 * cfg.n_embd * cfg.vocab_size
+    return float(prompt_tokens * block + prompts * head + beam_rows * (block + head))
+
+
 class PeakRSS:
     """Highest resident set size (MB) seen while the block runs, sampled every 20 ms."""
 
@@ -223,8 +234,15 @@ def main(argv: list[str] | None = None) -> int:
                             min_length=0 if args.allow_eos else M)  # min_length = M bans the end tokens always
     batches = [int(b) for b in args.batch.split(",")]
     n_ref = min(args.reference_inputs, len(prompts))
-    variants = {f"batch{b}": (lambda b=b: [h.ids for h in generate(model, prompts, settings, batch_size=b)])
-                for b in batches}
+    beam_rows: dict[str, int] = {}
+
+    def ours(b: int) -> list[list[int]]:
+        stats: dict = {}
+        out = [h.ids for h in generate(model, prompts, settings, batch_size=b, stats=stats)]
+        beam_rows[f"batch{b}"] = stats.get("beam_rows", 0)
+        return out
+
+    variants = {f"batch{b}": (lambda b=b: ours(b)) for b in batches}
     if args.reference:
         variants["reference"] = lambda: [reference_regime(model, q, settings, faithful=not args.generous_reference)
                                          for q in prompts[:n_ref]]
@@ -244,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {name}: {sec:.2f} s wall, {cpu_sec:.2f} s CPU", file=sys.stderr)
 
     ref = summary(times["reference"], cpu["reference"], rss["reference"], outs["reference"]) if args.reference else None
+    peak = measured_peak_flops(DTYPES[args.dtype])
+    prompt_tokens = sum(min(len(q), model.config.n_positions - M) for q in prompts)
     for b in batches:
         name = f"batch{b}"
         row = {"model": args.pretrained or args.model, "weights": "pretrained" if args.pretrained else "random",
@@ -251,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                "length_penalty": args.length_penalty, "no_repeat_ngram_size": args.no_repeat_ngram_size,
                "eos_suppressed": not args.allow_eos, "inputs_source": source, "threads": torch.get_num_threads(),
                "repeats": args.repeats, **summary(times[name], cpu[name], rss[name], outs[name])}
+        achieved = weight_matmul_flops(model.config, prompt_tokens, len(prompts), beam_rows[name]) / row["seconds_median"]
+        row.update(achieved_flops=round(achieved), peak_flops=round(peak), mfu=round(achieved / peak, 3))
         if ref is not None:
             same = sum(a == r for a, r in zip(outs[name][:n_ref], outs["reference"]))
             ref["mode"] = "generous" if args.generous_reference else "faithful"

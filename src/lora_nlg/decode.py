@@ -289,7 +289,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 def load_run_model(run_dir: Path, cfg, checkpoint: str = "final"):
     """Base model of the run's config plus the adapter of `run_dir/<checkpoint>/lora.safetensors`."""
     from lora_nlg.checkpoint_io import read_lora_config
-    from lora_nlg.model import GPT2
+    from lora_nlg.train import build_run_model
 
     adapter = run_dir / checkpoint / "lora.safetensors"
     if not adapter.is_file():
@@ -298,13 +298,9 @@ def load_run_model(run_dir: Path, cfg, checkpoint: str = "final"):
                           f"choose with --checkpoint final|best|step-N, or train first)")
     lora_cfg = read_lora_config(adapter) or cfg.lora.to_lora_config()
     if cfg.model.random_init:
-        # Training built the random base right after seeding with train.seed; the same call rebuilds it.
         print(f"note: {run_dir} was trained on a randomly initialised {cfg.model.name} (model.random_init); "
               f"its scores are meaningless", file=sys.stderr)
-        torch.manual_seed(cfg.train.seed)
-        model = GPT2.from_preset(cfg.model.name, lora=lora_cfg)
-    else:
-        model = GPT2.from_pretrained(cfg.pretrained_path(), lora=lora_cfg)
+    model = build_run_model(cfg, lora_cfg)  # the same call training made, so a random base comes back identical
     model.load_lora(adapter)
     return model
 

@@ -200,6 +200,18 @@ class StopRun(Exception):
 
 
 # ---------------------------------------------------------------------------------------------- trainer
+def build_run_model(cfg: RunConfig, lora):
+    """The run's base model with fresh LoRA adapters, built right after seeding with train.seed: the LoRA init is
+    then identical on every rank, and a model.random_init base is a function of the seed, so decode rebuilds the
+    very base a run was trained on by calling this again."""
+    from lora_nlg.model import GPT2
+
+    torch.manual_seed(cfg.train.seed)
+    if cfg.model.random_init:
+        return GPT2.from_preset(cfg.model.name, lora=lora)
+    return GPT2.from_pretrained(cfg.pretrained_path(), lora=lora)
+
+
 class Trainer:
     """setup() -> train() -> (final save inside train); state lives here so resume can restore all of it."""
 
@@ -295,18 +307,9 @@ class Trainer:
                        f"new length from here on")
 
     def _build_model(self) -> None:
-        from lora_nlg.model import GPT2
-
         cfg, env = self.cfg, self.env
-        lora = cfg.lora.to_lora_config()
-        torch.manual_seed(cfg.train.seed)  # LoRA init: identical on every rank
-        if cfg.model.random_init:
-            self.base_path = f"random:{cfg.model.name}"
-            model = GPT2.from_preset(cfg.model.name, lora=lora)
-        else:
-            path = cfg.pretrained_path()
-            self.base_path = str(path)
-            model = GPT2.from_pretrained(path, lora=lora)
+        model = build_run_model(cfg, cfg.lora.to_lora_config())
+        self.base_path = f"random:{cfg.model.name}" if cfg.model.random_init else str(cfg.pretrained_path())
         self.model = model.to(env.device).train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         forward_model: torch.nn.Module = self.model
