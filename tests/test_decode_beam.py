@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lora_nlg import GPT2, GPT2Config, LoRAConfig
-from lora_nlg.decode import BeamSettings, apply_bans, beam_search, generate, topk_stable
+from lora_nlg.decode import BeamSettings, apply_bans, beam_search, generate, plan_batches, topk_stable
 
 EOS = (50256, 628)
 
@@ -270,3 +270,11 @@ def test_public_signature_is_the_contract():
     assert {k: v.default for k, v in params.items() if k not in ("model", "prompts")} == dict(
         beam=10, length_penalty=0.8, no_repeat_ngram_size=4, repetition_penalty=1.0, min_length=0,
         max_new_tokens=64, eos_ids=(50256, 628), batch_size=16)
+
+
+def test_batches_group_similar_lengths_and_respect_the_cache_slot_cap():
+    settings = BeamSettings(beam=2, max_new_tokens=4)
+    assert plan_batches([3, 10, 8], settings, batch_size=2) == [[1, 2], [0]]  # longest first, 2 per batch
+    # a batch costs inputs x (its longest prompt + beam x max_new_tokens) slots: 2 x (10 + 8) = 36
+    assert plan_batches([10, 8, 3], settings, batch_size=16, max_batch_tokens=36) == [[0, 1], [2]]
+    assert plan_batches([10, 8, 3], settings, batch_size=16, max_batch_tokens=35) == [[0], [1, 2]]  # 2 x 16 = 32

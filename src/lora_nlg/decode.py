@@ -84,7 +84,7 @@ def generate(model, prompts: Sequence[Sequence[int]], settings: BeamSettings = B
              batch_size: int = 16, max_batch_tokens: int = 0, early_stop: bool = True,
              progress: bool = False, stats: dict | None = None) -> list[Hypothesis]:
     """Beam search over all prompts; batches of up to `batch_size` inputs (and, if > 0, of at most
-    `max_batch_tokens` cache slots = inputs x beam x (longest prompt + max_new_tokens)). Prompt order kept.
+    `max_batch_tokens` cache slots = inputs x (longest prompt + beam x max_new_tokens)). Prompt order kept.
     `stats`, if given, accumulates `steps` (forward passes after the prefill), `beam_rows` (rows in them) and
     `stopped_early` (inputs that left before max_new_tokens steps)."""
     if batch_size < 1:
@@ -131,8 +131,8 @@ def plan_batches(lengths: list[int], settings: BeamSettings, batch_size: int, ma
     batches: list[list[int]] = []
     for i in order:
         if batches and len(batches[-1]) < batch_size and (
-                max_batch_tokens <= 0 or (len(batches[-1]) + 1) * settings.beam
-                * (lengths[batches[-1][0]] + settings.max_new_tokens) <= max_batch_tokens):
+                max_batch_tokens <= 0 or (len(batches[-1]) + 1)
+                * (lengths[batches[-1][0]] + settings.beam * settings.max_new_tokens) <= max_batch_tokens):
             batches[-1].append(i)
         else:
             batches.append([i])
@@ -394,7 +394,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="model precision (default fp32)")
     p.add_argument("--max-inputs", type=int, default=0, help="decode only the first N unique inputs (0 = all)")
     p.add_argument("--max-batch-tokens", type=int, default=0,
-                   help="also cap a batch at this many cache slots (inputs x beam x (prompt + max_new_tokens))")
+                   help="also cap a batch at this many cache slots (inputs x (prompt + beam x max_new_tokens))")
     p.add_argument("--no-early-stop", action="store_true", help="always run max_new_tokens steps (same output)")
     p.add_argument("--tokenize", action=argparse.BooleanOptionalAction, default=None,
                    help="reference/hypothesis tokenisation (default: on for WebNLG/DART, off for E2E)")
