@@ -129,7 +129,7 @@ def test_clear_errors_and_nothing_written(run_env, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(run_env["data"].read_text() + '{"context": "x", "completion": "y"}\n')
     assert main(["--run", "tiny-run", "--runs-dir", runs, "--data", str(bad), "--out", str(out)]) == 1
-    assert "bad.jsonl line 14: field 'context_ids' is missing" in capsys.readouterr().err
+    assert "bad.jsonl:14: missing field 'context_ids'" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -112,11 +112,11 @@ def _write_jsonl(path: Path, rows) -> Path:
 
 
 @pytest.mark.parametrize("row, message", [
-    ('{"context": "a", "completion": "b"}', "line 2: field 'context_ids' is missing"),
-    ('{"context": 3, "completion": "b", "context_ids": [1]}', "line 2: field 'context' must be str"),
-    ('{"context": "a", "completion": "b", "context_ids": []}', "line 2: field 'context_ids' must be a non-empty"),
-    ('not json', "line 2: invalid JSON"),
-    ('{"context": "a", "completion": "b", "context_ids": [5]}', "line 2: field 'context_ids' differs from line 1"),
+    ('{"context": "a", "completion": "b"}', ":2: missing field 'context_ids'"),
+    ('{"context": 3, "completion": "b", "context_ids": [1]}', ":2: field 'context' should be str"),
+    ('{"context": "a", "completion": "b", "context_ids": []}', ":2: field 'context_ids' must be a non-empty"),
+    ('not json', ":2: invalid JSON"),
+    ('{"context": "a", "completion": "b", "context_ids": [5]}', ":2: field 'context_ids' differs from line 1"),
 ])
 def test_bad_data_lines_name_file_line_and_field(tmp_path, row, message):
     path = _write_jsonl(tmp_path / "test.jsonl", [{"context": "a", "completion": "x", "context_ids": [1, 50256]}, row])
@@ -144,7 +144,7 @@ def test_cli_rewrites_files_from_predictions_and_rejects_missing_ones(tmp_path, 
 
     dup = _write_jsonl(tmp_path / "dup.jsonl", [{"context": contexts[0], "hypothesis": "x"}] * 2)
     assert R.main(["--data", str(WEBNLG), "--predictions", str(dup), "--out", str(out2), "--dataset", "webnlg"]) == 1
-    assert "line 2: a second prediction for the context of line 1" in capsys.readouterr().err
+    assert ":2: a second prediction for the context of line 1" in capsys.readouterr().err
 
 
 @pytest.mark.shared

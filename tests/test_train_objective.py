@@ -109,7 +109,9 @@ def test_validation_shards_are_disjoint(data_dir):
 
 
 @pytest.mark.parametrize("line,fragment", [
-    ("{not json", "invalid JSON"), ('{"context_ids": [1, 50256]}', "missing field 'completion_ids'"),
+    ("{not json", "invalid JSON"), ("", "empty line"), ("[1, 50256]", "expected a JSON object, got list"),
+    ('{"context_ids": [1, 50256]}', "missing field 'completion_ids'"),
+    ('{"context_ids": [1, 50256], "completion_ids": 7}', "field 'completion_ids' should be list, got int"),
     ('{"context_ids": [1, 50256], "completion_ids": [5, 7]}', "field 'completion_ids' must end with 50256"),
     ('{"context_ids": [1, 99999, 50256], "completion_ids": [5, 50256]}', "field 'context_ids' holds 99999"),
     ('{"context_ids": [], "completion_ids": [5, 50256]}', "field 'context_ids' must be a non-empty list")])

@@ -7,20 +7,16 @@ influences them, so the model is fed `full[:L-1]` and batches are padded only to
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from lora_nlg.data import DataError, read_jsonl_objects, require_field
 from lora_nlg.tokenizer import EOT_ID, VOCAB_SIZE
 
 PAD_ID = 0  # the reference pads with 0 ("!"); pads are never attended by real tokens nor given loss
-
-
-class DataError(ValueError):
-    """A data file is missing or malformed; the message names file, line and field."""
 
 
 @dataclass(frozen=True)
@@ -37,15 +33,15 @@ class Example:
         return max(len(self.tokens) - self.n_context, 0)
 
 
-def _token_list(value, path: Path, line_no: int, name: str) -> list[int]:
-    if not isinstance(value, list) or not value:
-        raise DataError(f"{path}:{line_no}: field '{name}' must be a non-empty list of token ids")
+def _token_list(row: dict, name: str, where: str) -> list[int]:
+    value = require_field(row, name, list, where)
+    if not value:
+        raise DataError(f"{where}: field '{name}' must be a non-empty list of token ids")
     for tok in value:
         if isinstance(tok, bool) or not isinstance(tok, int) or not 0 <= tok < VOCAB_SIZE:
-            raise DataError(f"{path}:{line_no}: field '{name}' holds {tok!r}, not a token id in [0, {VOCAB_SIZE})")
+            raise DataError(f"{where}: field '{name}' holds {tok!r}, not a token id in [0, {VOCAB_SIZE})")
     if value[-1] != EOT_ID:
-        raise DataError(f"{path}:{line_no}: field '{name}' must end with {EOT_ID} (<|endoftext|>), as `make data` "
-                        f"writes it")
+        raise DataError(f"{where}: field '{name}' must end with {EOT_ID} (<|endoftext|>), as `make data` writes it")
     return value
 
 
@@ -58,24 +54,11 @@ def load_examples(path: str | Path, max_seq_len: int, limit: int = 0) -> list[Ex
                         f"`make data DATASET={path.parent.name}` or choose another split with "
                         f"data.train_split=/data.valid_split=")
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{line_no}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object")
-            for name in ("context_ids", "completion_ids"):
-                if name not in row:
-                    raise DataError(f"{path}:{line_no}: missing field '{name}'")
-            context = _token_list(row["context_ids"], path, line_no, "context_ids")
-            completion = _token_list(row["completion_ids"], path, line_no, "completion_ids")
-            examples.append(Example(tuple((context + completion)[:max_seq_len]), len(context)))
-            if limit and len(examples) >= limit:
-                break
+    for where, row in read_jsonl_objects(path):
+        context, completion = _token_list(row, "context_ids", where), _token_list(row, "completion_ids", where)
+        examples.append(Example(tuple((context + completion)[:max_seq_len]), len(context)))
+        if limit and len(examples) >= limit:
+            break
     if not examples:
         raise DataError(f"{path}: no examples")
     return examples

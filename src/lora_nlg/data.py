@@ -72,7 +72,7 @@ E2E_ATTRIBUTE_NAMES = {"name": "name", "eatType": "Type", "food": "food", "price
                        "near": "near"}
 
 
-class DataError(Exception):
+class DataError(ValueError):
     """Bad or missing input; the message names the file, the line or entry, and the problem."""
 
 
@@ -105,19 +105,36 @@ class SplitSource:
 # ---------------------------------------------------------------------------------------------------------------
 # Reading raw files
 
-def read_utf8(path: Path) -> str:
+def read_utf8(path: Path, error: type[Exception] = DataError) -> str:
     """The file's text; invalid UTF-8 is an error naming the line and byte."""
     try:
-        data = path.read_bytes()
+        data = Path(path).read_bytes()
     except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from e
+        raise error(f"{path}: cannot read: {e.strerror or e}") from e
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise DataError(f"{path}:{line}: invalid UTF-8 byte 0x{data[e.start]:02x} at column {column} "
-                        f"(byte offset {e.start}); the file must be UTF-8") from None
+        raise error(f"{path}:{line}: invalid UTF-8 byte 0x{data[e.start]:02x} at column {column} "
+                    f"(byte offset {e.start}); the file must be UTF-8") from None
+
+
+def read_jsonl_objects(path: Path, error: type[Exception] = DataError) -> Iterator[tuple[str, dict]]:
+    """("path:line", object) for every line of a JSON-lines file: the one reader of the data, reference and
+    prediction files. Unreadable files, invalid UTF-8, empty lines, invalid JSON and lines that are not
+    objects raise `error` naming the line (the writers never produce an empty line, so one means damage)."""
+    for number, line in enumerate(read_utf8(path, error).splitlines(), 1):
+        where = f"{path}:{number}"
+        if not line.strip():
+            raise error(f"{where}: empty line")
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{where}: invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise error(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        yield where, obj
 
 
 def read_json(path: Path) -> object:
@@ -233,14 +250,16 @@ def _triple_context(triples: Iterable[tuple[str, str, str]], lower_relation: boo
     return " | ".join(f"{s} : {r.lower() if lower_relation else r} : {o}" for s, r, o in triples)
 
 
-def _require(obj: object, key: str, kind: type, where: str) -> object:
+def require_field(obj: object, key: str, kind: type, where: str, error: type[Exception] = DataError):
+    """obj[key], which must exist and be a `kind` (a bool is not an int); otherwise `error` naming `where`."""
     if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected an object, got {type(obj).__name__}")
+        raise error(f"{where}: expected an object, got {type(obj).__name__}")
     if key not in obj:
-        raise DataError(f"{where}: missing field {key!r}")
-    if not isinstance(obj[key], kind):
-        raise DataError(f"{where}: field {key!r} should be {kind.__name__}, got {type(obj[key]).__name__}")
-    return obj[key]
+        raise error(f"{where}: missing field {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise error(f"{where}: field {key!r} should be {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
 def webnlg_xml_files(directory: Path) -> list[Path]:
@@ -308,26 +327,26 @@ def _reference_text(text: str, where: str) -> str:
 
 def read_webnlg_json(path: Path) -> list[Example]:
     """LoRA's WebNLG json: {"entries": [{"1": {...}}, {"2": {...}}, ...]}."""
-    entries = _require(read_json(path), "entries", list, str(path))
+    entries = require_field(read_json(path), "entries", list, str(path))
     examples = []
     for index, item in enumerate(entries):
         if not (isinstance(item, dict) and len(item) == 1):
             raise DataError(f"{path}: entry #{index + 1}: expected a one-key object {{\"{index + 1}\": {{...}}}}")
         (key, entry), = item.items()
         where = f"{path}: entry {key!r}"
-        category = _require(entry, "category", str, where)
+        category = require_field(entry, "category", str, where)
         triples = []
-        for number, triple in enumerate(_require(entry, "modifiedtripleset", list, where), 1):
+        for number, triple in enumerate(require_field(entry, "modifiedtripleset", list, where), 1):
             triple_where = f"{where} modifiedtripleset[{number}]"
-            triples.append(tuple(_require(triple, k, str, triple_where) for k in ("subject", "property", "object")))
+            triples.append(tuple(require_field(triple, k, str, triple_where) for k in ("subject", "property", "object")))
         if not triples:
             raise DataError(f"{where}: empty 'modifiedtripleset'")
         context = _triple_context(triples)
-        for number, lex in enumerate(_require(entry, "lexicalisations", list, where), 1):
+        for number, lex in enumerate(require_field(entry, "lexicalisations", list, where), 1):
             lex_where = f"{where} lexicalisations[{number}]"
-            if _require(lex, "comment", str, lex_where) != "good":
+            if require_field(lex, "comment", str, lex_where) != "good":
                 continue
-            text = _reference_text(_require(lex, "lex", str, lex_where), lex_where)
+            text = _reference_text(require_field(lex, "lex", str, lex_where), lex_where)
             examples.append(Example(context, text, category in WEBNLG_SEEN_CATEGORIES))
     return examples
 
@@ -341,7 +360,7 @@ def read_dart_json(path: Path) -> list[Example]:
     for index, item in enumerate(items):
         where = f"{path}: entry #{index + 1}"
         triples = []
-        for number, triple in enumerate(_require(item, "tripleset", list, where), 1):
+        for number, triple in enumerate(require_field(item, "tripleset", list, where), 1):
             if not (isinstance(triple, list) and len(triple) == 3 and all(isinstance(x, str) for x in triple)):
                 raise DataError(f"{where} tripleset[{number}]: expected [subject, relation, object] strings, "
                                 f"got {triple!r}")
@@ -349,12 +368,12 @@ def read_dart_json(path: Path) -> list[Example]:
         if not triples:
             raise DataError(f"{where}: empty 'tripleset'")
         context = _triple_context(triples, lower_relation=True)
-        annotations = _require(item, "annotations", list, where)
+        annotations = require_field(item, "annotations", list, where)
         if not annotations:
             raise DataError(f"{where}: no annotations (every input needs at least one reference)")
         for number, annotation in enumerate(annotations, 1):
             annotation_where = f"{where} annotations[{number}]"
-            examples.append(Example(context, _reference_text(_require(annotation, "text", str, annotation_where),
+            examples.append(Example(context, _reference_text(require_field(annotation, "text", str, annotation_where),
                                                              annotation_where)))
     return examples
 
@@ -569,14 +588,10 @@ def jsonl_lines(records: Iterable[dict]) -> Iterator[str]:
 def load_jsonl(path: Path) -> list[dict]:
     """Read a split written by this module, checking every record's fields."""
     records = []
-    for number, line in enumerate(read_utf8(path).splitlines(), 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{number}: invalid JSON: {e.msg}") from None
+    for where, record in read_jsonl_objects(path):
         for key, kind in (("id", int), ("context", str), ("completion", str), ("context_ids", list),
                           ("completion_ids", list)):
-            _require(record, key, kind, f"{path}:{number}")
+            require_field(record, key, kind, where)
         records.append(record)
     return records
 

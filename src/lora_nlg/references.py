@@ -19,12 +19,12 @@ CLI (rewrite the files from an existing predictions.jsonl, e.g. with another ref
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lora_nlg.data import read_jsonl_objects, require_field
 from lora_nlg.fsutil import atomic_file
 
 END_OF_TEXT = "<|endoftext|>"
@@ -49,12 +49,7 @@ class Example:
 
 # ------------------------------------------------------------------------------------------ reading
 def _field(obj: dict, name: str, kind: type, where: str):
-    if name not in obj:
-        raise ReferenceError(f"{where}: field {name!r} is missing")
-    value = obj[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ReferenceError(f"{where}: field {name!r} must be {kind.__name__}, got {type(value).__name__}")
-    return value
+    return require_field(obj, name, kind, where, ReferenceError)
 
 
 def read_examples(path: str | Path) -> list[Example]:
@@ -63,28 +58,18 @@ def read_examples(path: str | Path) -> list[Example]:
     if not path.is_file():
         raise ReferenceError(f"{path}: no such data file (run `make data` first, or pass --data)")
     examples: list[Example] = []
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            where = f"{path} line {n}"
-            if not raw.strip():
-                raise ReferenceError(f"{where}: empty line")
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise ReferenceError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise ReferenceError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            ids = _field(obj, "context_ids", list, where)
-            if not ids or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ids):
-                raise ReferenceError(f"{where}: field 'context_ids' must be a non-empty list of token ids")
-            seen = _field(obj, "seen", bool, where) if "seen" in obj else None
-            examples.append(Example(_field(obj, "context", str, where), _field(obj, "completion", str, where),
-                                    tuple(ids), seen, n))
+    for n, (where, obj) in enumerate(read_jsonl_objects(path, ReferenceError), start=1):
+        ids = _field(obj, "context_ids", list, where)
+        if not ids or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ids):
+            raise ReferenceError(f"{where}: field 'context_ids' must be a non-empty list of token ids")
+        seen = _field(obj, "seen", bool, where) if "seen" in obj else None
+        examples.append(Example(_field(obj, "context", str, where), _field(obj, "completion", str, where),
+                                tuple(ids), seen, n))
     if not examples:
         raise ReferenceError(f"{path}: no examples")
     if len({e.seen is None for e in examples}) > 1:
         first = next(e for e in examples if e.seen is None)
-        raise ReferenceError(f"{path} line {first.line}: field 'seen' is missing (other lines have it)")
+        raise ReferenceError(f"{path}:{first.line}: missing field 'seen' (other lines have it)")
     return examples
 
 
@@ -111,7 +96,7 @@ def unique_inputs(examples: list[Example], source: str = "data") -> list[Example
     for e in examples:
         kept = first.setdefault(e.context, e)
         if kept.context_ids != e.context_ids:
-            raise ReferenceError(f"{source} line {e.line}: field 'context_ids' differs from line {kept.line}, "
+            raise ReferenceError(f"{source}:{e.line}: field 'context_ids' differs from line {kept.line}, "
                                  f"which has the same context text")
     return list(first.values())
 
@@ -237,19 +222,11 @@ def read_hypotheses(path: str | Path) -> dict[str, str]:
         raise ReferenceError(f"{path}: no such predictions file")
     hyps: dict[str, str] = {}
     lines: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            where = f"{path} line {n}"
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise ReferenceError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise ReferenceError(f"{where}: expected a JSON object")
-            context = _field(obj, "context", str, where)
-            if context in hyps:
-                raise ReferenceError(f"{where}: a second prediction for the context of line {lines[context]}")
-            hyps[context], lines[context] = _field(obj, "hypothesis", str, where), n
+    for n, (where, obj) in enumerate(read_jsonl_objects(path, ReferenceError), start=1):
+        context = _field(obj, "context", str, where)
+        if context in hyps:
+            raise ReferenceError(f"{where}: a second prediction for the context of line {lines[context]}")
+        hyps[context], lines[context] = _field(obj, "hypothesis", str, where), n
     return hyps
 
 
