@@ -1,9 +1,9 @@
 """Key/value caches for incremental decoding; the attention of a cached forward is computed by its cache.
 
 - `KVCache`: one row per sequence, each with its own length (prompts of different lengths in one batch).
-- `BeamKVCache`: beam search. A prompt's keys/values are stored once per input and shared by its K beams; only
-  the generated tokens' keys/values are stored per beam, so a beam reorder copies `generated` slots per row
-  instead of `prompt + generated`, and attention reads each prompt once for all K beams.
+- `BeamKVCache`: beam search. A prompt's keys/values are stored once per input and shared by its K beams, the
+  K beams' generated keys sit side by side per step, and each beam reaches its ancestors' slots through a
+  mask, so a beam reorder copies no keys and attention reads each input's keys once for all K beams.
 
 Storage is allocated at the first write, in the dtype and device of the computed keys, so a cache follows the
 model's precision (fp32, bf16 autocast, fp64) without being told.

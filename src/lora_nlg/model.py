@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lora_nlg.kv_cache import BeamKVCache, KVCache
+from lora_nlg.kv_cache import KVCache
 from lora_nlg.lora import Conv1D, LoRAConfig, LoRAConv1D, lora_slices_for, make_lora_conv, module_targets
 
 
@@ -304,4 +304,4 @@ def _check_keys_and_shapes(expected: dict[str, torch.Tensor], got: dict[str, tor
         raise CheckpointError(f"{source}: {len(problems)} problem(s) loading the checkpoint:\n  " + "\n  ".join(shown))
 
 
-__all__ = ["GPT2", "GPT2Config", "KVCache", "BeamKVCache", "PRESETS", "CheckpointError", "LoRAConfig"]
+__all__ = ["GPT2", "GPT2Config", "KVCache", "PRESETS", "CheckpointError", "LoRAConfig"]

@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         files, counts = reference_files(dataset, examples, read_hypotheses(args.predictions), args.ref_num,
                                         args.tokenize, args.lower, source=args.predictions)
         write_files(args.out, files)
-    except (ReferenceError, ValueError) as e:
+    except ValueError as e:  # ReferenceError included
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {len(files)} files to {args.out} ({', '.join(f'{k}: {v} inputs' for k, v in counts.items())})")
