@@ -94,14 +94,37 @@ class LoRAConv1D(Conv1D):
         return (b @ a).T * self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = super().forward(x)
         if self.merged:
-            return y
-        x_d = self.lora_dropout(x)
-        for name, (start, end) in self.slices.items():
-            low_rank = F.linear(x_d, self.lora_A[name])
-            y[..., start:end] += F.linear(low_rank, self.lora_B[name]) * self.scale
-        return y
+            return super().forward(x)
+        flat = x.reshape(-1, x.shape[-1])
+        base = torch.addmm(self.bias, flat, self.weight)
+        # All slices in two thin matmuls: x·[A_q; A_v]ᵀ, then one product with the B's laid out in their
+        # output rows (zero elsewhere), accumulated into the base output by addmm. Per-slice in-place adds into
+        # views of the output cost a zero-filled gradient buffer per slice in backward.
+        low_rank = F.linear(self.lora_dropout(flat), self.stacked_A())
+        y = torch.addmm(base, low_rank, self.placed_B().t(), alpha=self.scale)
+        return y.view(*x.shape[:-1], -1)
+
+    def stacked_A(self) -> torch.Tensor:
+        """[n_slices·r, in]: the slices' A matrices one above the other, in slice order."""
+        return torch.cat([self.lora_A[name] for name in self.slices]) if len(self.slices) > 1 \
+            else self.lora_A[next(iter(self.slices))]
+
+    def placed_B(self) -> torch.Tensor:
+        """[out, n_slices·r]: slice i's B in its output rows and in columns i·r..(i+1)·r, zeros elsewhere."""
+        n_out, width = self.weight.shape[1], self.r * len(self.slices)
+        column = {name: i * self.r for i, name in enumerate(self.slices)}
+        zeros = next(iter(self.lora_B.values())).new_zeros
+        pieces, cursor = [], 0
+        for name, (start, end) in sorted(self.slices.items(), key=lambda item: item[1]):
+            if start > cursor:
+                pieces.append(zeros(start - cursor, width))
+            b = self.lora_B[name]
+            pieces.append(b if width == self.r else F.pad(b, (column[name], width - column[name] - self.r)))
+            cursor = end
+        if cursor < n_out:
+            pieces.append(zeros(n_out - cursor, width))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     @torch.no_grad()
     def merge(self) -> None:

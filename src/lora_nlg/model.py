@@ -5,6 +5,7 @@ weights stored [in, out]), so checkpoints load without renaming or transposing.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lora_nlg.kv_cache import KVCache
+from lora_nlg.lm_loss import fused_head_loss_sum
 from lora_nlg.lora import Conv1D, LoRAConfig, LoRAConv1D, lora_slices_for, make_lora_conv, module_targets
 
 
@@ -85,11 +87,38 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         p_drop = self.dropout if self.training else 0.0
         if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p_drop)
+            y = causal_attention(q, k, v, p_drop)
         else:
             y = cache.attend(layer, q, k, v, positions, p_drop)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+
+# Sequences up to this length take the explicit-matmul attention path in bf16/fp16 on CPU (see causal_attention).
+EXPLICIT_ATTENTION_MAX_LEN = 256
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+    """Causal softmax(q k^T / sqrt(d)) v over [B, H, T, d].
+
+    PyTorch's CPU flash kernel for bf16 is slow in backward at data-to-text lengths: for B=8, 12 heads, T=60 its
+    forward + backward takes 2.3x as long as two batched matmuls with an additive causal mask and an fp32 softmax
+    (the crossover is between 256 and 512 tokens). fp32 and CUDA keep SDPA, which is the faster kernel there.
+    """
+    B, H, T, D = q.shape
+    explicit = (q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and dropout_p == 0.0
+                and T == k.shape[2] and T <= EXPLICIT_ATTENTION_MAX_LEN)
+    if not explicit:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+    scores = torch.baddbmm(_causal_mask(T, q.dtype, q.device).expand(B * H, T, T), q.reshape(B * H, T, D),
+                           k.reshape(B * H, T, D).transpose(1, 2), alpha=1.0 / math.sqrt(D))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.bmm(probs, v.reshape(B * H, T, D)).view(B, H, T, D)
+
+
+@functools.lru_cache(maxsize=16)
+def _causal_mask(T: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.full((T, T), float("-inf"), dtype=dtype, device=device).triu(1)
 
 
 class MLP(nn.Module):
@@ -216,12 +245,34 @@ class GPT2(nn.Module):
         return self.transformer.ln_f(x)
 
     def forward(self, input_ids: torch.Tensor, *, logits_mask: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None, input_lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits [B,T,V]; with `logits_mask` [B,T] (bool) only at the True positions, as [N,V] (row-major)."""
+                kv_cache: KVCache | None = None, input_lengths: torch.Tensor | None = None,
+                loss_targets: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Logits [B,T,V]; with `logits_mask` [B,T] (bool) only at the True positions, as [N,V] (row-major).
+
+        With `loss_targets` [N] (needs `logits_mask`): instead of logits, the summed label-smoothed cross-entropy
+        of those N positions (fp32 scalar), the head and loss fused so that no [N, V] tensor is kept (lm_loss.py).
+        """
         h = self.hidden(input_ids, kv_cache, input_lengths)
         if logits_mask is not None:
             h = h[logits_mask]
+        if loss_targets is not None:
+            if logits_mask is None:
+                raise ValueError("loss_targets needs logits_mask (the positions the targets belong to)")
+            return fused_head_loss_sum(h, self.lm_head_weight, loss_targets, label_smoothing)
         return project_to_vocab(h, self.lm_head_weight)
+
+    @torch.no_grad()
+    def store_frozen_weights(self, dtype: torch.dtype) -> None:
+        """Keep the frozen matmul weights (projections and the tied embedding / LM head) in `dtype` for good.
+
+        Under autocast a frozen fp32 weight is re-cast at every use (autocast caches casts only of weights
+        that require grad); stored in bf16 it is cast never, and takes half the memory. Biases, LayerNorms,
+        position embeddings and LoRA stay fp32: autocast runs LayerNorm in fp32, token + position embedding
+        sums to fp32, so the residual stream keeps fp32, and the optimizer updates fp32 LoRA weights.
+        """
+        for name, p in self.named_parameters():
+            if not p.requires_grad and p.dim() == 2 and not name.endswith("wpe.weight"):
+                p.data = p.data.to(dtype)
 
     # ---------------------------------------------------------------------------------- LoRA
     def lora_modules(self) -> Iterator[tuple[str, LoRAConv1D]]:
