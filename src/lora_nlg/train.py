@@ -15,86 +15,25 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from lora_nlg import checkpoint as ckpt
 from lora_nlg.batching import DataError
 from lora_nlg.config import ConfigError, load_config
+from lora_nlg.distributed import init_distributed
 from lora_nlg.objective import REFERENCE_DENOM_EPS, autocast, token_loss_sum
 from lora_nlg.train_report import Reporter, print_final_summary, print_start_summary
-from lora_nlg.train_setup import build_run_model, setup  # noqa: F401 (build_run_model: decode's import)
+from lora_nlg.train_setup import setup
 from lora_nlg.train_state import Session, TrainingError, save_adapter, save_step
 
 
-# ---------------------------------------------------------------------------------------------- processes
-@dataclass
-class DistEnv:
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    def all_reduce_sum(self, values: list[float]) -> list[float]:
-        """Sum of `values` over ranks, in float64 (token counts stay exact)."""
-        if not self.distributed:
-            return list(values)
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return t.tolist()
-
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's `obj` on every rank."""
-        if not self.distributed:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def gather(self, obj: Any) -> list[Any]:
-        if not self.distributed:
-            return [obj]
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
-
-def init_distributed(device_pref: str) -> DistEnv:
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    use_cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but CUDA is not available")
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", device_id=device if use_cuda else None)
-    return DistEnv(rank, local_rank, world, device)
-
-
+# ---------------------------------------------------------------------------------------------- signals
 class StopSignal:
     """SIGTERM/SIGINT ask the loop to checkpoint and exit; a second signal acts at once (default behaviour)."""
 
@@ -291,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{prefix}error: {e}", file=sys.stderr, flush=True)
         return 1
     finally:
-        if env is not None and env.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+        if env is not None:
+            env.close()
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from tqdm import tqdm
 
 from lora_nlg import checkpoint as ckpt
 from lora_nlg.batching import Example, load_examples, validation_batches
-from lora_nlg.config import ConfigError, RunConfig, diff, load_config, save_config
+from lora_nlg.config import ConfigError, RunConfig, diff
 from lora_nlg.optim import Optimization, derive_max_steps
+from lora_nlg.run import base_model_name, build_run_model, config_path, read_config, write_config
 from lora_nlg.train_state import Session, TrainData, TrainingError, TrainModel, load_step
 
 # Keys that may change between a run and its resumption without changing what is being trained.
@@ -64,9 +65,8 @@ def decide_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         raise TrainingError(f"run directory {run_dir} already exists: pass RESUME=1 (train.resume=true) to "
                             f"continue it, or choose another RUN=<name> (nothing was overwritten)")
     ckpt.remove_stale_temporaries(run_dir)
-    saved_cfg_path = run_dir / "config.yaml"
-    if saved_cfg_path.is_file():
-        check_resumable(load_config(saved_cfg_path), cfg, run_dir)
+    if config_path(run_dir).is_file():
+        check_resumable(read_config(run_dir), cfg, run_dir)
     resume = ckpt.latest_step_dir(run_dir)
     if resume is None:
         tqdm.write(f"note: no complete checkpoint in {run_dir}; starting from scratch")
@@ -91,7 +91,7 @@ def write_run_dir(s: Session) -> None:
     s.run_dir.mkdir(parents=True, exist_ok=True)
     # Lines logged after the checkpoint we resume from would repeat: drop them (all of them on a fresh start).
     ckpt.truncate_metrics(s.run_dir / "metrics.jsonl", s.progress.step if s.progress.resumed_from else -1)
-    save_config(s.cfg, s.run_dir / "config.yaml")
+    write_config(s.cfg, s.run_dir)
 
 
 # ---------------------------------------------------------------------------------------------- data, model
@@ -106,23 +106,11 @@ def load_train_data(cfg: RunConfig, env) -> TrainData:
                      bucket_window=t.bucket_window, grad_acc=t.grad_acc, max_tokens=t.max_tokens)
 
 
-def build_run_model(cfg: RunConfig, lora):
-    """The run's base model with fresh LoRA adapters, built right after seeding with train.seed: the LoRA init is
-    then identical on every rank, and a model.random_init base is a function of the seed, so decode rebuilds the
-    very base a run was trained on by calling this again."""
-    from lora_nlg.model import GPT2
-
-    torch.manual_seed(cfg.train.seed)
-    if cfg.model.random_init:
-        return GPT2.from_preset(cfg.model.name, lora=lora)
-    return GPT2.from_pretrained(cfg.pretrained_path(), lora=lora)
-
-
 def build_training_model(cfg: RunConfig, env) -> TrainModel:
     """The model of the run on this rank's device in train mode, wrapped for DDP (several processes) and
     torch.compile (train.compile) as configured."""
     model = build_run_model(cfg, cfg.lora.to_lora_config()).to(env.device).train()
-    base_path = f"random:{cfg.model.name}" if cfg.model.random_init else str(cfg.pretrained_path())
+    base_path = base_model_name(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     forward: torch.nn.Module = model
     ddp = None

@@ -127,7 +127,7 @@ def training_state(s: Session) -> dict[str, Any]:
         "step": p.step, "epoch": p.epoch, "unit_pos": p.unit_pos, "world_size": env.world_size,
         "unit_size": s.data.unit_size, "max_steps": s.max_steps,
         **s.opt.state_dict(),
-        "rng": env.gather(rng),   # one entry per rank
+        "rng": env.all_gather(rng),   # one entry per rank
         "best_val_loss": p.best_val_loss, "best_step": p.best_step, "log_acc": dict(p.log_acc),
     }
 
