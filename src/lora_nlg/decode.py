@@ -289,7 +289,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 def load_model(args, cfg) -> tuple[object, str]:
     """(model, description) for --merged, --peft or the run's adapter."""
-    from lora_nlg.model import GPT2
+    from lora_nlg.gpt2 import GPT2
 
     if args.merged:
         return GPT2.from_pretrained(args.merged), f"merged checkpoint {args.merged}"

@@ -11,6 +11,7 @@ import torch
 from lora_nlg.checkpoint import ADAPTER_FILE
 from lora_nlg.checkpoint_io import read_lora_config
 from lora_nlg.config import RunConfig, load_config, save_config
+from lora_nlg.gpt2 import GPT2
 
 CONFIG_FILE = "config.yaml"
 
@@ -41,12 +42,10 @@ def base_model_name(cfg: RunConfig) -> str:
     return f"random:{cfg.model.name}" if cfg.model.random_init else str(cfg.pretrained_path())
 
 
-def build_run_model(cfg: RunConfig, lora):
+def build_run_model(cfg: RunConfig, lora) -> GPT2:
     """The run's base model with fresh LoRA adapters, built right after seeding with train.seed: the LoRA init is
     then identical on every rank, and a model.random_init base is a function of the seed, so decode rebuilds the
     very base a run was trained on by calling this again."""
-    from lora_nlg.model import GPT2
-
     torch.manual_seed(cfg.train.seed)
     if cfg.model.random_init:
         return GPT2.from_preset(cfg.model.name, lora=lora)
@@ -63,7 +62,7 @@ def adapter_path(run_dir: Path, checkpoint: str = "final") -> Path:
     return adapter
 
 
-def load_run_model(run_dir: Path, cfg: RunConfig, checkpoint: str = "final"):
+def load_run_model(run_dir: Path, cfg: RunConfig, checkpoint: str = "final") -> GPT2:
     """Base model of the run's config plus the adapter of `run_dir/<checkpoint>/lora.safetensors`."""
     adapter = adapter_path(run_dir, checkpoint)
     lora_cfg = read_lora_config(adapter) or cfg.lora.to_lora_config()
