@@ -29,7 +29,8 @@ import torch  # noqa: E402
 from lora_nlg import GPT2, LoRAConfig, get_tokenizer  # noqa: E402
 from lora_nlg.batching import Example, collate, epoch_plan, load_examples  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
-from lora_nlg.train import REFERENCE_DENOM_EPS, ReferenceAdamW, token_loss_sum  # noqa: E402
+from lora_nlg.objective import REFERENCE_DENOM_EPS, token_loss_sum  # noqa: E402
+from lora_nlg.optim import ReferenceAdamW  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

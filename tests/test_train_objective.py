@@ -15,7 +15,8 @@ from fixture_data import data_dir, one_thread, write_dataset  # noqa: E402,F401 
 from lora_nlg import GPT2, LoRAConfig  # noqa: E402
 from lora_nlg.batching import (DataError, collate, epoch_plan, load_examples, rank_share, split_by_tokens,  # noqa: E402
                                validation_batches)
-from lora_nlg.train import REFERENCE_DENOM_EPS, ReferenceAdamW, lr_lambda, token_loss_sum  # noqa: E402
+from lora_nlg.objective import REFERENCE_DENOM_EPS, token_loss_sum  # noqa: E402
+from lora_nlg.optim import ReferenceAdamW, lr_lambda  # noqa: E402
 
 
 

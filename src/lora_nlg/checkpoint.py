@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from lora_nlg import checkpoint_io
 from lora_nlg.fsutil import atomic_dir, atomic_file
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -35,8 +36,8 @@ def save_adapter(model, out_dir: Path, base_model: str | None = None, meta: dict
                  state: dict[str, Any] | None = None) -> Path:
     """Write `out_dir/` atomically: lora.safetensors, peft/, optional meta.json and training_state.pt."""
     with atomic_dir(out_dir) as tmp:
-        model.save_lora(tmp / ADAPTER_FILE)
-        model.save_peft_adapter(tmp / PEFT_DIR, base_model)
+        checkpoint_io.save_lora(model, tmp / ADAPTER_FILE)
+        checkpoint_io.save_peft_adapter(model, tmp / PEFT_DIR, base_model)
         if meta is not None:
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         if state is not None:

@@ -1,7 +1,8 @@
 """Reading and writing GPT-2 weights and LoRA adapters: Hugging Face checkpoints, our LoRA files, PEFT adapters.
 
 Loading is strict: every expected tensor present, nothing unexpected, every shape checked. `.bin` files are
-read with `torch.load(weights_only=True)`, so a pickle that would run code is refused.
+read with `torch.load(weights_only=True)`, so a pickle that would run code is refused. These are functions of a
+`model.GPT2Network`; the public `gpt2.GPT2` offers them as its methods.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 import pickle
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -19,14 +20,13 @@ from safetensors.torch import save as st_save_bytes
 
 from lora_nlg.fsutil import atomic_file
 from lora_nlg.lora import LoRAConfig, LoRAConv1D, make_lora_conv
-from lora_nlg.model import IGNORABLE_SUFFIXES, TIED_HEAD_KEY, CheckpointError, GPT2Config, _check_keys_and_shapes
-
-if TYPE_CHECKING:
-    from lora_nlg.model import GPT2
+from lora_nlg.model import (IGNORABLE_SUFFIXES, TIED_HEAD_KEY, CheckpointError, GPT2Config, GPT2Network,
+                            _check_keys_and_shapes)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PEFT_PREFIX = "base_model.model."
 HEAD_DIM = 64  # every GPT-2 size; used when a legacy checkpoint comes without config.json
+N = TypeVar("N", bound=GPT2Network)  # loaders build the class they are given (the public GPT2 or the network)
 
 
 # ------------------------------------------------------------------------------------------ raw files
@@ -119,7 +119,7 @@ def infer_config(state: dict[str, torch.Tensor], source: Path) -> GPT2Config:
                       n_head=d // HEAD_DIM)
 
 
-def load_pretrained(cls: type["GPT2"], path: str | Path, lora: LoRAConfig | None) -> "GPT2":
+def load_pretrained(cls: type[N], path: str | Path, lora: LoRAConfig | None) -> N:
     path = Path(path)
     weights, cfg_file = locate_weights(path)
     state = normalise_keys(read_tensors(weights), weights)
@@ -140,7 +140,7 @@ def load_pretrained(cls: type["GPT2"], path: str | Path, lora: LoRAConfig | None
     return model
 
 
-def merged_base_state(model: "GPT2") -> dict[str, torch.Tensor]:
+def merged_base_state(model: GPT2Network) -> dict[str, torch.Tensor]:
     """Base weights with every unmerged adapter folded in (fp32 arithmetic); the model is left untouched."""
     state = {k: v.clone() for k, v in model.base_state_dict().items()}
     for name, module in model.lora_modules():
@@ -153,7 +153,7 @@ def merged_base_state(model: "GPT2") -> dict[str, torch.Tensor]:
     return state
 
 
-def save_pretrained(model: "GPT2", out_dir: str | Path, merge_lora: bool) -> None:
+def save_pretrained(model: GPT2Network, out_dir: str | Path, merge_lora: bool) -> None:
     out_dir = Path(out_dir)
     if merge_lora:
         state = merged_base_state(model)
@@ -168,7 +168,7 @@ def save_pretrained(model: "GPT2", out_dir: str | Path, merge_lora: bool) -> Non
 
 
 # ------------------------------------------------------------------------------------------ LoRA files
-def save_lora(model: "GPT2", path: str | Path) -> None:
+def save_lora(model: GPT2Network, path: str | Path) -> None:
     if model.lora_config is None:
         raise CheckpointError("the model has no LoRA adapters to save")
     write_tensors(Path(path), model.lora_state_dict(),
@@ -176,7 +176,7 @@ def save_lora(model: "GPT2", path: str | Path) -> None:
                    "model_config": json.dumps(model.config.to_hf_dict())})
 
 
-def load_lora(model: "GPT2", path: str | Path) -> None:
+def load_lora(model: GPT2Network, path: str | Path) -> None:
     path = Path(path)
     if model.lora_config is None:
         raise CheckpointError(f"{path}: the model has no LoRA adapters to load into")
@@ -214,7 +214,7 @@ def fused_adapter(module: LoRAConv1D) -> tuple[torch.Tensor, torch.Tensor]:
     return a, b
 
 
-def save_peft_adapter(model: "GPT2", out_dir: str | Path, base_model_name_or_path: str | None) -> None:
+def save_peft_adapter(model: GPT2Network, out_dir: str | Path, base_model_name_or_path: str | None) -> None:
     cfg = model.lora_config
     if cfg is None:
         raise CheckpointError("the model has no LoRA adapters to export")
@@ -252,7 +252,7 @@ def _pattern_value(patterns: dict, module_name: str, default):
     return default
 
 
-def load_peft_adapter(cls: type["GPT2"], base_path: str | Path, adapter_dir: str | Path) -> "GPT2":
+def load_peft_adapter(cls: type[N], base_path: str | Path, adapter_dir: str | Path) -> N:
     """A base checkpoint plus a PEFT LoRA adapter; each adapted module gets one adapter over its whole output."""
     adapter_dir = Path(adapter_dir)
     cfg_file = adapter_dir / "adapter_config.json"

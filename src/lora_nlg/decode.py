@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from tqdm import tqdm
 
+from lora_nlg.distributed import init_distributed
 from lora_nlg.kv_cache import BeamKVCache
+from lora_nlg.run import RunError, adapter_path, load_run_model, read_config
 from lora_nlg.tokenizer import DOUBLE_NEWLINE_ID, EOT_ID
 
 
@@ -279,35 +280,16 @@ def topk_stable(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------------------ loading
-class DecodeError(ValueError):
+class DecodeError(RunError):
     """A run directory, checkpoint or option that cannot be decoded; the message says what to do."""
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 
-def load_run_model(run_dir: Path, cfg, checkpoint: str = "final"):
-    """Base model of the run's config plus the adapter of `run_dir/<checkpoint>/lora.safetensors`."""
-    from lora_nlg.checkpoint_io import read_lora_config
-    from lora_nlg.train import build_run_model
-
-    adapter = run_dir / checkpoint / "lora.safetensors"
-    if not adapter.is_file():
-        found = sorted(p.name for p in run_dir.iterdir() if (p / "lora.safetensors").is_file()) if run_dir.is_dir() else []
-        raise DecodeError(f"{adapter}: no adapter here (checkpoints of {run_dir} with one: {found or 'none'}; "
-                          f"choose with --checkpoint final|best|step-N, or train first)")
-    lora_cfg = read_lora_config(adapter) or cfg.lora.to_lora_config()
-    if cfg.model.random_init:
-        print(f"note: {run_dir} was trained on a randomly initialised {cfg.model.name} (model.random_init); "
-              f"its scores are meaningless", file=sys.stderr)
-    model = build_run_model(cfg, lora_cfg)  # the same call training made, so a random base comes back identical
-    model.load_lora(adapter)
-    return model
-
-
 def load_model(args, cfg) -> tuple[object, str]:
     """(model, description) for --merged, --peft or the run's adapter."""
-    from lora_nlg.model import GPT2
+    from lora_nlg.gpt2 import GPT2
 
     if args.merged:
         return GPT2.from_pretrained(args.merged), f"merged checkpoint {args.merged}"
@@ -318,7 +300,7 @@ def load_model(args, cfg) -> tuple[object, str]:
                               f"base_model_name_or_path is not an existing path)")
         return GPT2.from_peft_adapter(base, args.peft), f"PEFT adapter {args.peft} on base {base}"
     run_dir = Path(args.runs_dir) / args.run
-    return load_run_model(run_dir, cfg, args.checkpoint), f"{run_dir / args.checkpoint / 'lora.safetensors'}"
+    return load_run_model(run_dir, cfg, args.checkpoint), f"{adapter_path(run_dir, args.checkpoint)}"
 
 
 def _peft_base(adapter_dir: str) -> str | None:
@@ -330,47 +312,6 @@ def _peft_base(adapter_dir: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ CLI
-@dataclass
-class Distributed:
-    rank: int = 0
-    world: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @classmethod
-    def from_env(cls) -> "Distributed":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-        import torch.distributed as dist
-
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), device)
-
-    def gather(self, obj) -> list:
-        """Every rank's object, in rank order, on rank 0 (others get [])."""
-        if self.world == 1:
-            return [obj]
-        import torch.distributed as dist
-
-        out = [None] * self.world if self.rank == 0 else None
-        dist.gather_object(obj, out, dst=0)
-        return out or []
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-            dist.destroy_process_group()
-
-
 def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(prog="python -m lora_nlg.decode",
                                 description="Beam-search every unique input of a split and write predictions plus "
@@ -416,11 +357,7 @@ def resolve_config(args):
     from lora_nlg.config import load_config
 
     if args.run:
-        path = Path(args.runs_dir) / args.run / "config.yaml"
-        if not path.is_file():
-            raise DecodeError(f"{path}: not found; is {Path(args.runs_dir) / args.run} a training run directory "
-                              f"(`make train RUN={args.run}`)?")
-        return load_config(path, args.overrides)
+        return read_config(Path(args.runs_dir) / args.run, args.overrides, run_name=args.run)
     return load_config(args.config, args.overrides)
 
 
@@ -428,7 +365,7 @@ def run(args) -> dict:
     from lora_nlg import references as refs_mod
     from lora_nlg.tokenizer import get_tokenizer
 
-    dist = Distributed.from_env()
+    env = init_distributed()
     try:
         cfg = resolve_config(args)
         data_path = Path(args.data) if args.data else cfg.data.split_path(args.split)
@@ -450,39 +387,39 @@ def run(args) -> dict:
         model, what = load_model(args, cfg)
         if model.lora_config is not None:
             model.merge_lora()  # inference only: one matmul per projection, no adapter path
-        model.to(device=dist.device, dtype=DTYPES[args.dtype])
+        model.to(device=env.device, dtype=DTYPES[args.dtype])
         d = cfg.decode
         settings = BeamSettings(d.beam, d.length_penalty, d.no_repeat_ngram_size, d.repetition_penalty,
                                 d.min_length, d.max_new_tokens, tuple(d.eos_ids))
-        if dist.rank == 0:
+        if env.rank == 0:
             print(f"decode: {what}\n  {len(inputs)} unique inputs of {data_path} ({len(examples)} references), "
-                  f"{dist.world} process(es), {args.dtype}, {dist.device}\n  {settings}", file=sys.stderr)
+                  f"{env.world_size} process(es), {args.dtype}, {env.device}\n  {settings}", file=sys.stderr)
         # Strided shares of the length-sorted inputs give every rank about the same work.
         by_length = sorted(range(len(inputs)), key=lambda i: -len(inputs[i].context_ids))
-        mine = by_length[dist.rank::dist.world]
+        mine = by_length[env.rank::env.world_size]
         start = time.time()
         stats: dict = {}
         hyps = generate(model, [list(inputs[i].context_ids) for i in mine], settings, batch_size=d.batch_size,
                         max_batch_tokens=args.max_batch_tokens, early_stop=not args.no_early_stop,
-                        progress=dist.rank == 0, stats=stats)
-        gathered = dist.gather(([(i, asdict(h)) for i, h in zip(mine, hyps)], stats))
+                        progress=env.rank == 0, stats=stats)
+        gathered = env.gather(([(i, asdict(h)) for i, h in zip(mine, hyps)], stats))
         summary: dict = {}
-        if dist.rank == 0:
+        if env.rank == 0:
             results = {i: h for part, _ in gathered for i, h in part}
             if sorted(results) != list(range(len(inputs))):
                 raise DecodeError(f"gathered {len(results)} hypotheses for {len(inputs)} inputs")
             summary = {"model": what, "dataset": dataset, "split": args.split, "data": str(data_path),
-                       "inputs": len(inputs), "references": len(examples), "processes": dist.world,
+                       "inputs": len(inputs), "references": len(examples), "processes": env.world_size,
                        "dtype": args.dtype, "seconds": round(time.time() - start, 2),
                        "inputs_per_s": round(len(inputs) / max(time.time() - start, 1e-9), 3),
                        "stopped_early": sum(st.get("stopped_early", 0) for _, st in gathered),
                        "decode": asdict(d)}
             write_outputs(out_dir, dataset, examples, inputs, results, d.ref_num, args, get_tokenizer(), summary)
             print(f"decode: {len(inputs)} inputs in {summary['seconds']} s -> {out_dir}/", file=sys.stderr)
-        dist.barrier()
+        env.barrier()
         return summary
     finally:
-        dist.close()
+        env.close()
 
 
 def write_outputs(out_dir: Path, dataset: str, examples, inputs, results: dict[int, dict], ref_num: int, args, tok,
@@ -521,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(args)
-    except (DecodeError, ConfigError, CheckpointError, ReferenceError) as e:
+    except (RunError, ConfigError, CheckpointError, ReferenceError) as e:  # RunError includes DecodeError
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

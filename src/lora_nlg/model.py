@@ -1,4 +1,6 @@
-"""GPT-2 (pre-LayerNorm, tanh-GELU, learned positions, LM head tied to the token embedding) with LoRA.
+"""GPT-2 (pre-LayerNorm, tanh-GELU, learned positions, LM head tied to the token embedding) with LoRA: the
+config and presets, the blocks and `GPT2Network`, which knows nothing of files (`checkpoint_io` reads and writes
+them, `gpt2.GPT2` is the public class with both).
 
 Parameter names follow Hugging Face's GPT2LMHeadModel (`transformer.h.0.attn.c_attn.weight`, Conv1D
 weights stored [in, out]), so checkpoints load without renaming or transposing.
@@ -8,7 +10,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -168,7 +169,10 @@ class CheckpointError(ValueError):
     """A checkpoint that does not fit the model; the message names every offending tensor."""
 
 
-class GPT2(nn.Module):
+class GPT2Network(nn.Module):
+    """The network without files: forward, LoRA adapters and state dicts. The public `lora_nlg.GPT2` adds loading
+    and saving (module `gpt2`), so this module never needs to know about checkpoints on disk."""
+
     def __init__(self, config: GPT2Config, lora: LoRAConfig | None = None) -> None:
         super().__init__()
         self.config = config
@@ -196,7 +200,7 @@ class GPT2(nn.Module):
                 nn.init.zeros_(p)
 
     @classmethod
-    def from_preset(cls, name: str, lora: LoRAConfig | None = None) -> "GPT2":
+    def from_preset(cls, name: str, lora: LoRAConfig | None = None) -> "GPT2Network":
         return cls(GPT2Config.preset(name), lora=lora)
 
     def add_lora(self, cfg: LoRAConfig) -> None:
@@ -305,38 +309,6 @@ class GPT2(nn.Module):
     def lora_merged(self) -> bool:
         return any(m.merged for _, m in self.lora_modules())
 
-    def save_lora(self, path: str | Path) -> None:
-        from lora_nlg import checkpoint_io
-        checkpoint_io.save_lora(self, path)
-
-    def load_lora(self, path: str | Path) -> None:
-        from lora_nlg import checkpoint_io
-        checkpoint_io.load_lora(self, path)
-
-    def save_peft_adapter(self, out_dir: str | Path, base_model_name_or_path: str | None = None) -> None:
-        from lora_nlg import checkpoint_io
-        checkpoint_io.save_peft_adapter(self, out_dir, base_model_name_or_path)
-
-    def save_merged(self, out_dir: str | Path) -> None:
-        from lora_nlg import checkpoint_io
-        checkpoint_io.save_pretrained(self, out_dir, merge_lora=True)
-
-    def save_pretrained(self, out_dir: str | Path) -> None:
-        """The base weights (LoRA not included) as a Hugging Face GPT-2 checkpoint."""
-        from lora_nlg import checkpoint_io
-        checkpoint_io.save_pretrained(self, out_dir, merge_lora=False)
-
-    # ---------------------------------------------------------------------------------- loading
-    @classmethod
-    def from_pretrained(cls, path: str | Path, lora: LoRAConfig | None = None) -> "GPT2":
-        from lora_nlg import checkpoint_io
-        return checkpoint_io.load_pretrained(cls, path, lora)
-
-    @classmethod
-    def from_peft_adapter(cls, base_path: str | Path, adapter_dir: str | Path) -> "GPT2":
-        from lora_nlg import checkpoint_io
-        return checkpoint_io.load_peft_adapter(cls, base_path, adapter_dir)
-
     def base_state_dict(self) -> dict[str, torch.Tensor]:
         """Base weights under their Hugging Face names (no LoRA tensors)."""
         return {n: p.detach() for n, p in self.named_parameters() if ".lora_" not in n}
@@ -355,4 +327,4 @@ def _check_keys_and_shapes(expected: dict[str, torch.Tensor], got: dict[str, tor
         raise CheckpointError(f"{source}: {len(problems)} problem(s) loading the checkpoint:\n  " + "\n  ".join(shown))
 
 
-__all__ = ["GPT2", "GPT2Config", "KVCache", "PRESETS", "CheckpointError", "LoRAConfig"]
+__all__ = ["GPT2Network", "GPT2Config", "KVCache", "PRESETS", "CheckpointError", "LoRAConfig"]

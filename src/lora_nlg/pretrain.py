@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lora_nlg.fsutil import atomic_dir
-from lora_nlg.model import GPT2, GPT2Config
+from lora_nlg.gpt2 import GPT2
+from lora_nlg.model import GPT2Config
 from lora_nlg.tokenizer import EOT_ID, VOCAB_SIZE
 
 

@@ -69,7 +69,7 @@ def fetch_pretrained(name: str, root: str | Path = DEFAULT_ROOT, endpoint: str =
             raise DownloadError(f"{e}\nPretrained GPT-2 '{name}' needs {url}\n  saved as {dest}. Without network "
                                 f"access, copy config.json and model.safetensors of {HUB_REPOS[name]} into "
                                 f"{target}/ (or pass PRETRAINED=<dir> to use another checkpoint).") from None
-    from lora_nlg.model import GPT2
+    from lora_nlg.gpt2 import GPT2
     model = GPT2.from_pretrained(target)  # strict: catches a checkpoint that does not match its config
     if model.config != PRESETS[name]:
         raise DownloadError(f"{target}: the downloaded model is {model.config}, not the {name} preset")

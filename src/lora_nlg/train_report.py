@@ -1,0 +1,88 @@
+"""What a training run tells: the start summary, metrics.jsonl lines, train_curves.png and the final summary."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lora_nlg import checkpoint as ckpt
+from lora_nlg.train_state import Session, empty_log_acc
+
+
+class Reporter:
+    """metrics.jsonl (rank 0 only) and the curves plot, throttled during the run."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        self.metrics = ckpt.MetricsLog(s.run_dir / "metrics.jsonl") if s.env.is_main else None
+        self._last_plot = -float("inf")
+
+    def log(self, val_loss: float | None = None) -> dict[str, Any]:
+        """One metrics line with the training numbers since the last one (and the validation loss, if given)."""
+        p, acc = self.s.progress, self.s.progress.log_acc
+        row = {"step": p.step, "epoch": round(self.s.epoch_progress(), 4),
+               "lr": p.last_lr if p.last_lr is not None else self.s.opt.lr,
+               "loss": acc["loss"] / acc["updates"] if acc["updates"] else None,
+               "tokens_per_s": round(acc["tokens"] / acc["seconds"], 1) if acc["seconds"] > 0 else None}
+        if val_loss is not None:
+            row.update(val_loss=val_loss, val_ppl=ckpt.perplexity(val_loss))
+        if self.metrics is not None:
+            self.metrics.write(row)
+        p.log_acc = empty_log_acc()
+        return row
+
+    def plot(self, throttle: bool = False) -> None:
+        if throttle and time.perf_counter() - self._last_plot <= 60:  # matplotlib costs ~0.3 s
+            return
+        ckpt.plot_curves(self.s.run_dir / "metrics.jsonl", self.s.run_dir / "train_curves.png")
+        self._last_plot = time.perf_counter()
+
+    def close(self) -> None:
+        if self.metrics:
+            self.metrics.close()
+
+
+def print_start_summary(s: Session) -> None:
+    if not s.env.is_main:
+        return
+    cfg, t, env, model = s.cfg, s.cfg.train, s.env, s.net.model
+    n_total = model.num_parameters()
+    n_train = model.num_parameters(trainable_only=True)
+    lora = cfg.lora
+    lines = [
+        "-" * 72,
+        f"model:      {s.net.base_path}  ({model.config.n_layer} layers x {model.config.n_embd}, "
+        f"{n_total / 1e6:.1f}M params)",
+        f"LoRA:       r={lora.r} alpha={lora.alpha:g} dropout={lora.dropout:g} targets={','.join(lora.targets)}"
+        f"  -> {n_train:,} trainable params ({100 * n_train / n_total:.3f}%)",
+        f"data:       {cfg.data.split_path(cfg.data.train_split)} ({len(s.data.train_set):,} examples), "
+        + (f"{cfg.data.split_path(cfg.data.valid_split)} ({len(s.data.valid_set):,})" if s.data.valid_set
+           else "no validation"),
+        f"batch:      {t.batch_size} per rank x {t.grad_acc} accumulation x {env.world_size} rank(s) = "
+        f"{t.batch_size * t.grad_acc * env.world_size} examples per update",
+        f"steps:      {s.max_steps:,} updates ({s.data.units_per_epoch:,} global batches per epoch), warmup "
+        f"{t.warmup_steps}, {t.schedule} schedule, lr {t.lr:g}",
+        f"precision:  {t.precision} on {env.device}" + (f", {env.world_size} processes" if env.distributed else ""),
+        f"run dir:    {s.run_dir}"
+        + (f"  (resuming from {s.progress.resumed_from.name})" if s.progress.resumed_from else ""),
+        "-" * 72,
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def print_final_summary(s: Session, seconds: float) -> None:
+    p, run_dir = s.progress, s.run_dir
+    best = (f"{p.best_val_loss:.4f} (ppl {ckpt.perplexity(p.best_val_loss):.2f}) at step "
+            f"{p.best_step} -> {run_dir / 'best'}" if p.best_step >= 0 else "n/a (no validation)")
+    print("\n".join([
+        "-" * 72,
+        f"done: {p.step} updates in {fmt_seconds(seconds)}",
+        f"best validation loss: {best}",
+        f"final adapter:  {run_dir / 'final'} (lora.safetensors, peft/)",
+        f"metrics:        {run_dir / 'metrics.jsonl'}",
+        f"curves:         {run_dir / 'train_curves.png'}",
+        "-" * 72]), flush=True)
+
+
+def fmt_seconds(s: float) -> str:
+    h, rem = divmod(int(s), 3600)
+    return f"{h}h{rem // 60:02d}m{rem % 60:02d}s" if h else f"{rem // 60}m{rem % 60:02d}s"
