@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from lora_nlg import GPT2, LoRAConfig, get_tokenizer  # noqa: E402
 from lora_nlg.batching import Example, collate, epoch_plan, load_examples  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
-from lora_nlg.objective import REFERENCE_DENOM_EPS, token_loss_sum  # noqa: E402
+from lora_nlg.objective import REFERENCE_DENOM_EPS, apply_precision, autocast, batch_loss_sum, token_loss_sum  # noqa: E402,E501
 from lora_nlg.optim import ReferenceAdamW  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,19 +81,20 @@ def benchmark_examples(name: str, max_seq_len: int = 512) -> tuple[list[Example]
 
 
 # ---------------------------------------------------------------------------------------------- steps
-def our_step(model, batch, autocast) -> None:
-    with autocast():
-        logits = model(batch.input_ids, logits_mask=batch.loss_mask)
-        loss = token_loss_sum(logits, batch.targets, 0.1) / (batch.n_loss + REFERENCE_DENOM_EPS)
+def our_step(model, batch, precision_context) -> None:
+    """What the training stage does per micro-batch (train.train_update): the fused head + loss under the run's
+    precision, normalised by the loss-token count."""
+    with precision_context():
+        loss = batch_loss_sum(model, batch, 0.1) / (batch.n_loss + REFERENCE_DENOM_EPS)
     loss.backward()
 
 
-def reference_step(model, batch, autocast) -> None:
+def reference_step(model, batch, precision_context) -> None:
     """The reference's computation: logits for all B x 512 positions, full log-softmax, masked smoothed mean."""
     b, s = batch.input_ids.shape
     full_targets = torch.zeros(b, s, dtype=torch.long)
     full_targets[batch.loss_mask] = batch.targets
-    with autocast():
+    with precision_context():
         logits = model(batch.input_ids)
         lp = torch.log_softmax(logits.float(), dim=-1)
         nll = -lp.gather(-1, full_targets[..., None]).squeeze(-1)
@@ -101,6 +102,44 @@ def reference_step(model, batch, autocast) -> None:
         mask = batch.loss_mask.float()
         loss = (per_token * mask).sum() / (mask.sum() + REFERENCE_DENOM_EPS)
     loss.backward()
+
+
+# ---------------------------------------------------------------------------------------------- HF + PEFT
+def build_hf_peft(model: GPT2, dropout: float):
+    """transformers' GPT2LMHeadModel with our model's base weights and PEFT LoRA as a PEFT user sets it up for
+    GPT-2 (r=4, alpha=32, on the fused c_attn, fan_in_fan_out), dropout as ours. Test/bench-only dependency."""
+    try:
+        import peft
+        import transformers
+    except ImportError as e:
+        raise SystemExit(f"--hf needs transformers and peft (pip install -r requirements-test.txt): {e}") from None
+    c = model.config
+    hf_config = transformers.GPT2Config(vocab_size=c.vocab_size, n_positions=c.n_positions, n_embd=c.n_embd,
+                                        n_layer=c.n_layer, n_head=c.n_head, layer_norm_epsilon=c.layer_norm_epsilon,
+                                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    hf = transformers.GPT2LMHeadModel(hf_config)
+    base = {k: v.float() for k, v in model.base_state_dict().items()}
+    missing, unexpected = hf.load_state_dict(base, strict=False)
+    assert not unexpected and all(k.endswith(("attn.bias", "attn.masked_bias", "lm_head.weight")) for k in missing)
+    lora = peft.LoraConfig(r=4, lora_alpha=32, lora_dropout=dropout, target_modules=["c_attn"], fan_in_fan_out=True)
+    return peft.get_peft_model(hf, lora).train()
+
+
+def hf_step(hf, batch, attention_mask, precision_context) -> None:
+    """A transformers user's step with dynamic padding: the model returns logits at every position; the loss is
+    ours (label smoothing 0.1 over the loss positions, fp32), which is kinder to HF than its Trainer's
+    LabelSmoother (log-softmax over every position)."""
+    with precision_context():
+        logits = hf(input_ids=batch.input_ids, attention_mask=attention_mask).logits
+        loss = token_loss_sum(logits[batch.loss_mask], batch.targets, 0.1) / (batch.n_loss + REFERENCE_DENOM_EPS)
+    loss.backward()
+
+
+def padding_mask(examples: list[Example], width: int) -> torch.Tensor:
+    mask = torch.zeros(len(examples), width, dtype=torch.long)
+    for row, e in enumerate(examples):
+        mask[row, :e.n_input] = 1
+    return mask
 
 
 def step_flops(cfg, batch, head_rows: int) -> float:
@@ -131,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="gpt2", help="preset (gpt2, gpt2-medium, ..., small, tiny)")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16 = autocast")
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: frozen weights stored in bf16, autocast (as train.precision=bf16)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps of our regime")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--pad", type=int, default=0, help="also time the reference regime padded to this length (512)")
@@ -139,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", choices=("e2e", "webnlg"), default="e2e", help="length distribution")
     ap.add_argument("--bucket-window", type=int, default=50, help="as train.bucket_window")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hf", action="store_true", help="also time transformers + PEFT on the same batches, interleaved")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (ours, HF) with --hf; median reported")
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -147,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     params = list(model.lora_parameters())
     opt = ReferenceAdamW(params, lr=2e-4, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.dtype == "bf16"
-                else (lambda: torch.autocast("cpu", enabled=False)))
+    apply_precision(model, args.dtype)   # as the training stage does (train_setup.build_training_model)
+    precision_context = lambda: autocast(args.dtype, "cpu")  # noqa: E731
     units = epoch_plan([e.n_input for e in examples], args.batch, args.seed, 1, args.bucket_window)
     need = args.warmup + max(args.steps, args.pad_steps if args.pad else 0)
     units = (units * math.ceil(need / len(units)))[:need]
@@ -156,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def timed(step_fn, batch) -> float:
         tic = time.perf_counter()
-        step_fn(model, batch, autocast)
+        step_fn(model, batch, precision_context)
         opt.step()
         opt.zero_grad(set_to_none=True)
         return time.perf_counter() - tic
@@ -193,8 +234,41 @@ def main(argv: list[str] | None = None) -> int:
             "interleaved_tokens_per_s": round(ours_tok / sum(ours_s), 1),
             "speedup": round((ours_tok / sum(ours_s)) / (ref_tok / sum(ref_s)), 2),
         })
+    if args.hf:
+        result.update(compare_with_hf(args, model, opt, examples, units, precision_context, timed))
     print(json.dumps(result), flush=True)
     return 0
+
+
+def compare_with_hf(args, model, opt, examples, units, precision_context, timed_ours) -> dict:
+    """Rounds of `--steps` updates of ours, then the same batches through transformers + PEFT (A B A B ...)."""
+    hf = build_hf_peft(model, dropout=0.1)
+    hf_opt = torch.optim.AdamW([p for p in hf.parameters() if p.requires_grad], lr=2e-4, betas=(0.9, 0.999),
+                               eps=1e-6, weight_decay=0.01)
+    batches = [([examples[i] for i in u], collate([examples[i] for i in u])) for u in units]
+
+    def timed_hf(rows, batch) -> float:
+        mask = padding_mask(rows, batch.input_ids.shape[1])
+        tic = time.perf_counter()
+        hf_step(hf, batch, mask, precision_context)
+        hf_opt.step()
+        hf_opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - tic
+
+    for rows, batch in batches[:args.warmup]:
+        timed_hf(rows, batch)
+    timed_batches = batches[args.warmup:args.warmup + args.steps]
+    tokens = sum(b.n_tokens for _, b in timed_batches)
+    ours_rate, hf_rate = [], []
+    for _ in range(args.rounds):
+        ours_rate.append(tokens / sum(timed_ours(our_step, b) for _, b in timed_batches))
+        hf_rate.append(tokens / sum(timed_hf(rows, b) for rows, b in timed_batches))
+    return {"hf": {"tokens_per_s": round(statistics.median(hf_rate), 1), "rounds": args.rounds,
+                   "setup": "transformers GPT2LMHeadModel + PEFT LoRA r=4 alpha=32 on c_attn, dynamic padding, "
+                            "logits at every position" + (", bf16 autocast" if args.dtype == "bf16" else "")},
+            "interleaved_tokens_per_s": round(statistics.median(ours_rate), 1),
+            "speedup_vs_hf": round(statistics.median(a / b for a, b in zip(ours_rate, hf_rate)), 2),
+            "speedup_vs_hf_rounds": [round(a / b, 2) for a, b in zip(ours_rate, hf_rate)]}
 
 
 if __name__ == "__main__":

@@ -147,15 +147,15 @@ def test_resume_with_different_settings_is_refused(tiny_checkpoint, data_dir, tm
 
 
 def test_nan_loss_stops_with_last_good_checkpoint_intact(tiny_checkpoint, data_dir, tmp_path, monkeypatch, capsys):
-    real = train_mod.token_loss_sum
+    real = train_mod.batch_loss_sum
     calls = {"n": 0}
 
-    def poisoned(logits, targets, eps):
+    def poisoned(model, batch, eps):
         calls["n"] += 1
-        loss = real(logits, targets, eps)
+        loss = real(model, batch, eps)
         return loss * float("nan") if calls["n"] == 3 else loss   # the 3rd update's loss
 
-    monkeypatch.setattr(train_mod, "token_loss_sum", poisoned)
+    monkeypatch.setattr(train_mod, "batch_loss_sum", poisoned)
     args = overrides(tiny_checkpoint, data_dir, tmp_path, max_steps=6, save_interval=2,
                      **{"data__valid_split": ""})
     assert main([CONFIG, *args]) == 1

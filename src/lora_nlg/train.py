@@ -27,7 +27,7 @@ from lora_nlg import checkpoint as ckpt
 from lora_nlg.batching import DataError
 from lora_nlg.config import ConfigError, load_config
 from lora_nlg.distributed import init_distributed
-from lora_nlg.objective import REFERENCE_DENOM_EPS, autocast, token_loss_sum
+from lora_nlg.objective import REFERENCE_DENOM_EPS, autocast, batch_loss_sum
 from lora_nlg.train_report import Reporter, print_final_summary, print_start_summary
 from lora_nlg.train_setup import setup
 from lora_nlg.train_state import Session, TrainingError, save_adapter, save_step
@@ -76,8 +76,7 @@ def train_update(s: Session) -> dict[str, float]:
         batch = batch.to(env.device)
         sync = net.ddp is None or i == len(batches) - 1
         with (contextlib.nullcontext() if sync else net.ddp.no_sync()), autocast(t.precision, env.device.type):
-            logits = net.forward(batch.input_ids, logits_mask=batch.loss_mask)
-            micro_sum = token_loss_sum(logits, batch.targets, t.label_smoothing)
+            micro_sum = batch_loss_sum(net.forward, batch, t.label_smoothing)
         loss = micro_sum * scale
         (s.opt.scaler.scale(loss) if s.opt.scaler else loss).backward()
         loss_sum += micro_sum.detach()
@@ -105,8 +104,7 @@ def validate(s: Session) -> float:
     for batch in s.data.valid_batches:
         batch = batch.to(s.env.device)
         with autocast(s.cfg.train.precision, s.env.device.type):
-            logits = model(batch.input_ids, logits_mask=batch.loss_mask)
-        loss_sum += token_loss_sum(logits, batch.targets, 0.0).item()
+            loss_sum += batch_loss_sum(model, batch, 0.0).item()
         n_loss += batch.n_loss
     model.train()
     loss_sum, n_loss = s.env.all_reduce_sum([loss_sum, n_loss])

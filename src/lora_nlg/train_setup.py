@@ -12,6 +12,7 @@ from tqdm import tqdm
 from lora_nlg import checkpoint as ckpt
 from lora_nlg.batching import Example, load_examples, validation_batches
 from lora_nlg.config import ConfigError, RunConfig, diff
+from lora_nlg.objective import apply_precision
 from lora_nlg.optim import Optimization, derive_max_steps
 from lora_nlg.run import base_model_name, build_run_model, config_path, read_config, write_config
 from lora_nlg.train_state import Session, TrainData, TrainingError, TrainModel, load_step
@@ -110,6 +111,7 @@ def build_training_model(cfg: RunConfig, env) -> TrainModel:
     """The model of the run on this rank's device in train mode, wrapped for DDP (several processes) and
     torch.compile (train.compile) as configured."""
     model = build_run_model(cfg, cfg.lora.to_lora_config()).to(env.device).train()
+    apply_precision(model, cfg.train.precision)
     base_path = base_model_name(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     forward: torch.nn.Module = model
