@@ -37,7 +37,7 @@ class DataConfig:
     splits: tuple[str, ...] = SPLITS       # which splits; a missing one is an error unless left out here
     raw_dir: Path | None = None            # read raw files from here (../shared/data layout); None = download
     out_dir: Path = Path("data")           # jsonl go to out_dir/<dataset>/, downloads to out_dir/raw/<dataset>/
-    source: str = "auto"                   # per dataset, one of its sources (see `source_help`)
+    source: str = "auto"                   # or one of the dataset's sources (e2e: lora|original|cleaned, ...)
     verify: bool = False                   # with raw_dir: check files against the manifest's sha256 too
     manifest: Path = DEFAULT_MANIFEST      # URL, size and sha256 of every raw file
     progress: bool = True                  # tqdm bars (shown on a terminal only)
