@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg import data
+from lora_nlg import data, encoding
 from lora_nlg.download import DownloadError, download
 
 RAW = Path(__file__).resolve().parent / "fixtures" / "data" / "raw"
@@ -182,7 +182,7 @@ def test_make_data_without_raw_dir_downloads_verifies_and_converts(server, tmp_p
     assert data.main(args) == 0
     for split in ("train", "valid", "test"):
         assert (out / "raw" / "e2e" / f"{split}.txt").read_bytes() == server.files[f"/e2e/{split}.txt"]
-    assert len(data.load_jsonl(out / "e2e" / "test.jsonl")) == 3
+    assert len(encoding.load_jsonl(out / "e2e" / "test.jsonl")) == 3
     requests = len(server.requests)
     assert data.main(args) == 0 and len(server.requests) == requests  # verified copies are reused
 

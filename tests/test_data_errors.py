@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lora_nlg import data
-from lora_nlg.data import DataError
+from lora_nlg.datasets import dart, e2e, webnlg
+from lora_nlg.records import DataError
 
 RAW = Path(__file__).resolve().parent / "fixtures" / "data" / "raw"
 GOOD_XML_ENTRY = """<benchmark><entries>
@@ -49,7 +50,7 @@ def expect_error(reader, path: Path, *fragments: str) -> str:
     (b"name : A||ok\nname : B||caf\xe9\n", (":2: invalid UTF-8 byte 0xe9 at column 14",)),
 ])
 def test_e2e_txt_errors(tmp_path, content, fragments):
-    expect_error(data.read_e2e_txt, write(tmp_path, "valid.txt", content), *fragments)
+    expect_error(e2e.read_e2e_txt, write(tmp_path, "valid.txt", content), *fragments)
 
 
 @pytest.mark.parametrize("content, fragments", [
@@ -61,11 +62,11 @@ def test_e2e_txt_errors(tmp_path, content, fragments):
     ("mr,ref\n\"name[A]\"\n", (":2: row has too few fields",)),
 ])
 def test_e2e_csv_errors(tmp_path, content, fragments):
-    expect_error(data.read_e2e_csv, write(tmp_path, "devset.csv", content), *fragments)
+    expect_error(e2e.read_e2e_csv, write(tmp_path, "devset.csv", content), *fragments)
 
 
 def xml_reader(path: Path):
-    return data.read_webnlg_xml([path])
+    return webnlg.read_webnlg_xml([path])
 
 
 @pytest.mark.parametrize("content, fragments", [
@@ -98,7 +99,7 @@ JSON_ENTRY = ('{"entries": [{"1": {"category": "Food", "modifiedtripleset": [{"s
     (JSON_ENTRY.replace('{"1": {', '{"1": {}, "2": {'), (": entry #1: expected a one-key object",)),
 ])
 def test_webnlg_json_errors(tmp_path, content, fragments):
-    expect_error(data.read_webnlg_json, write(tmp_path, "dev.json", content), *fragments)
+    expect_error(webnlg.read_webnlg_json, write(tmp_path, "dev.json", content), *fragments)
 
 
 DART_ENTRY = '[{"tripleset": [["A", "REL", "B"]], "annotations": [{"source": "x", "text": "A rel B."}]}'
@@ -113,12 +114,12 @@ DART_ENTRY = '[{"tripleset": [["A", "REL", "B"]], "annotations": [{"source": "x"
     (b"[\n" + DART_ENTRY[1:].encode().replace(b"rel B", b"rel \xff") + b"]", (":2: invalid UTF-8 byte 0xff",)),
 ])
 def test_dart_json_errors(tmp_path, content, fragments):
-    expect_error(data.read_dart_json, write(tmp_path, "dart-v1.1.1-full-dev.json", content), *fragments)
+    expect_error(dart.read_dart_json, write(tmp_path, "dart-v1.1.1-full-dev.json", content), *fragments)
 
 
 def test_dart_xml_entry_without_references_is_an_error(tmp_path):
     content = re.sub(r"<lex .*</lex>", "", GOOD_XML_ENTRY)
-    expect_error(data.read_dart_xml, write(tmp_path, "dart.xml", content), ":2: entry eid='Id1': no <lex>")
+    expect_error(dart.read_dart_xml, write(tmp_path, "dart.xml", content), ":2: entry eid='Id1': no <lex>")
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg import data
+from lora_nlg import data, encoding, raw_files
+from lora_nlg.datasets import e2e, webnlg
 
 pytestmark = pytest.mark.shared
 
@@ -33,7 +34,7 @@ def split_stats(prepared: Path, dataset: str, split: str) -> dict:
 
 @pytest.mark.parametrize("split, pairs, mrs", [("valid", 4672, 547), ("test", 4693, 630)])
 def test_e2e_counts(prepared, split, pairs, mrs):
-    records = data.load_jsonl(prepared / "e2e" / f"{split}.jsonl")
+    records = encoding.load_jsonl(prepared / "e2e" / f"{split}.jsonl")
     assert len(records) == pairs and len({r["context"] for r in records}) == mrs
     stats = split_stats(prepared, "e2e", split)
     assert (stats["pairs"], stats["unique_contexts"]) == (pairs, mrs)
@@ -49,7 +50,7 @@ def independent_gpt2_encoder():
 
 
 def test_e2e_test_token_ids_equal_an_independent_encoder(prepared):
-    records = data.load_jsonl(prepared / "e2e" / "test.jsonl")
+    records = encoding.load_jsonl(prepared / "e2e" / "test.jsonl")
     first = records[0]
     assert first["context"] == "name : Blue Spice | Type : coffee shop | area : city centre"
     assert first["completion"] == "A coffee shop in the city centre area called Blue Spice ."
@@ -75,8 +76,8 @@ def test_token_lengths_match_the_reference_measurements(prepared):
 
 @pytest.mark.parametrize("csv_name, txt_name", [("devset.csv", "valid.txt"), ("testset_w_refs.csv", "test.txt")])
 def test_e2e_csv_matches_lora_txt(raw, csv_name, txt_name):
-    from_csv = data.read_e2e_csv(raw / "e2e" / csv_name)
-    from_txt = data.read_e2e_txt(raw / "e2e" / txt_name)
+    from_csv = e2e.read_e2e_csv(raw / "e2e" / csv_name)
+    from_txt = e2e.read_e2e_txt(raw / "e2e" / txt_name)
     assert len(from_csv) == len(from_txt) > 4600
     assert [ex.context for ex in from_csv] == [ex.context for ex in from_txt]  # the MR mapping is exact
     # references are the same text, LoRA's tokenised (whitespace differs only)
@@ -85,19 +86,19 @@ def test_e2e_csv_matches_lora_txt(raw, csv_name, txt_name):
 
 
 def test_webnlg_xml_train_has_18025_good_lexicalisations(raw):
-    files = data.webnlg_xml_files(raw / "webnlg_challenge_2017" / "xml" / "train")
-    examples = data.read_webnlg_xml(files)
+    files = webnlg.webnlg_xml_files(raw / "webnlg_challenge_2017" / "xml" / "train")
+    examples = webnlg.read_webnlg_xml(files)
     assert len(files) == 52 and len(examples) == 18025
     assert all(ex.seen for ex in examples)  # the training data are the 10 seen categories
 
 
 def test_webnlg_dev_xml_reproduces_lora_dev_json_in_order(raw, prepared):
-    from_xml = data.read_webnlg_xml(data.webnlg_xml_files(raw / "webnlg_challenge_2017" / "xml" / "dev"))
-    from_json = data.read_webnlg_json(raw / "webnlg_challenge_2017" / "dev.json")
+    from_xml = webnlg.read_webnlg_xml(webnlg.webnlg_xml_files(raw / "webnlg_challenge_2017" / "xml" / "dev"))
+    from_json = webnlg.read_webnlg_json(raw / "webnlg_challenge_2017" / "dev.json")
     assert len(from_xml) == 2258
     assert [(e.context, e.completion, e.seen) for e in from_xml] == \
         [(e.context, e.completion, e.seen) for e in from_json]
-    written = data.load_jsonl(prepared / "webnlg" / "valid.jsonl")
+    written = encoding.load_jsonl(prepared / "webnlg" / "valid.jsonl")
     assert [(r["context"], r["completion"], r["seen"]) for r in written] == \
         [(e.context, e.completion, e.seen) for e in from_json]
 
@@ -105,7 +106,7 @@ def test_webnlg_dev_xml_reproduces_lora_dev_json_in_order(raw, prepared):
 def test_webnlg_test_seen_flags_match_an_independent_count(raw, prepared):
     root = ET.parse(raw / "webnlg_challenge_2017" / "xml" / "test" / "testdata_with_lex.xml").getroot()
     entries = list(root.iter("entry"))
-    seen = [e for e in entries if e.get("category") in data.WEBNLG_SEEN_CATEGORIES]
+    seen = [e for e in entries if e.get("category") in webnlg.WEBNLG_SEEN_CATEGORIES]
     assert (len(entries), len(seen)) == (1862, 971)  # 971 seen + 891 unseen inputs
     seen_lex = sum(len(e.findall("lex")) for e in seen)
     stats = split_stats(prepared, "webnlg", "test")
@@ -119,7 +120,7 @@ def test_dart_counts(prepared):
 
 
 def test_manifest_pins_the_published_hashes(raw):
-    pinned = {(e.dataset, e.path): e for e in data.read_manifest(data.DEFAULT_MANIFEST)}
+    pinned = {(e.dataset, e.path): e for e in raw_files.read_manifest(raw_files.DEFAULT_MANIFEST)}
     directory = {"e2e": "e2e", "webnlg_challenge_2017": "webnlg", "dart": "dart"}
     with open(raw / "MANIFEST.tsv", encoding="utf-8", newline="") as f:
         shared = list(csv.DictReader(f, delimiter="\t"))

@@ -14,7 +14,7 @@ import math
 import sys
 from pathlib import Path
 
-from lora_nlg.data import jsonl_lines, load_jsonl
+from lora_nlg.encoding import jsonl_lines, load_jsonl
 from lora_nlg.fsutil import atomic_file
 
 

@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_nlg.data import read_jsonl_objects, require_field
+from lora_nlg.records import read_jsonl_objects, require_field
 from lora_nlg.fsutil import atomic_file
 
 END_OF_TEXT = "<|endoftext|>"
