@@ -5,7 +5,7 @@
 - `coco_caption`: METEOR (jar), ROUGE-L and CIDEr-D on Stanford PTB-tokenised text.
 - `scorer`: all five together (`score_e2e`) and the block the script prints (`format_e2e`).
 
-Named `e2e_official` (no PyPI distribution has the name) rather than `e2e_metrics`, the upstream repository's
-name. This file imports nothing: the command line imports the modules it needs when it scores E2E, so a
-WebNLG/DART run never loads numpy.
+Named `e2e_official` rather than `e2e_metrics` (the upstream repository's name); no PyPI project had the
+name when it was chosen. This file imports nothing: the command line imports the modules it needs when it
+scores E2E, so a WebNLG/DART run never loads numpy.
 """

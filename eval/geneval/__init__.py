@@ -9,6 +9,6 @@
 
 Named `geneval`, not `generation_eval`: that was the scorer module's name, and a branch that still has
 `eval/generation_eval.py` beside a package of the same name would silently import the package. No PyPI
-distribution uses the name. This file imports nothing, so `score.py` can import `geneval.inputs` at start-up
-without loading the metrics.
+project had the name when it was chosen. This file imports nothing, so `score.py` can import `geneval.inputs`
+at start-up without loading the metrics.
 """
