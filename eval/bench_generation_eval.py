@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scorer packages beside this file
 
-from generation_eval import score_generation_eval  # noqa: E402
-from text_files import read_lines  # noqa: E402
+from evalcommon.text_files import read_lines  # noqa: E402
+from geneval.scorer import score_generation_eval  # noqa: E402
 
 DART_TEST_INPUTS = 5097
 N_REFS = 6

@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scorer packages beside this file
 
 import paper_numbers  # noqa: E402
-from java_tools import JavaToolError  # noqa: E402
-from text_files import EvalInputError, write_text_atomic  # noqa: E402
+from evalcommon.java_tools import JavaToolError  # noqa: E402
+from evalcommon.text_files import EvalInputError, write_text_atomic  # noqa: E402
 
 WEBNLG_SUBSETS = ("unseen", "seen", "all")  # the paper's column order (U, S, A)
 E2E_METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
@@ -78,21 +78,19 @@ def score_subset(dataset: str, folder: Path, mteval_mode: str) -> tuple[dict, st
     if not hyp.is_file():
         raise EvalInputError(f"{hyp}: missing (run `make decode` first)")
     if dataset == "e2e":
-        import e2e_inputs
-        import e2e_metrics
-        import mteval
+        from e2e_official import inputs as e2e_inputs, mteval, scorer as e2e_scorer
 
         refs, hyps = e2e_inputs.read_references(folder / "refs.txt"), e2e_inputs.read_hypotheses(hyp)
-        scores = e2e_metrics.score_e2e(refs, hyps, mteval_mode)
+        scores = e2e_scorer.score_e2e(refs, hyps, mteval_mode)
         other = "python" if mteval_mode == "official" else "official"
         by_mode = {mteval_mode: {k: scores[k] for k in ("BLEU", "NIST")}, other: mteval.mteval(refs, hyps, other)}
         extras = {"bleu_nist_by_mteval": by_mode, "port_quirk_outputs": mteval.count_port_quirk_outputs(hyps)}
-        return scores, e2e_metrics.format_e2e(scores), extras
-    import generation_eval
-    from score import numbered_reference_files
+        return scores, e2e_scorer.format_e2e(scores), extras
+    from geneval import scorer as geneval_scorer
+    from geneval.inputs import numbered_reference_files
 
-    scores = generation_eval.score_generation_eval(numbered_reference_files(folder), hyp)
-    return scores, generation_eval.format_generation_eval(scores) + "\n", {}
+    scores = geneval_scorer.score_generation_eval(numbered_reference_files(folder), hyp)
+    return scores, geneval_scorer.format_generation_eval(scores) + "\n", {}
 
 
 def printed_value(dataset: str, metric: str, value: float) -> str:

@@ -13,34 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling metric modules, also when imported
+# eval/ is not a package: its scorer packages resolve from here whether this runs as a script or is imported.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from java_tools import JavaToolError  # noqa: E402
-from text_files import EvalInputError, check_same_count, write_text_atomic  # noqa: E402
+from evalcommon.java_tools import JavaToolError  # noqa: E402
+from evalcommon.text_files import EvalInputError, check_same_count, write_text_atomic  # noqa: E402
+from geneval.inputs import numbered_reference_files  # noqa: E402
 
 GENERATION_EVAL_JSON_KEYS = ("BLEU", "METEOR", "TER", "TER_corpus")
-
-
-def numbered_reference_files(where: Path) -> list[Path]:
-    """reference0..referenceN-1 inside a directory, or `<prefix>0..` for a path prefix like dir/reference."""
-    folder, prefix = (where, "reference") if where.is_dir() else (where.parent, where.name)
-    pattern = re.compile(re.escape(prefix) + r"(\d+)")
-    numbered = {}
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if (m := pattern.fullmatch(path.name)) and path.is_file():
-                numbered[int(m.group(1))] = path
-    if not numbered:
-        raise EvalInputError(f"{where}: no reference files ({folder}/{prefix}0, {prefix}1, ...)")
-    missing = sorted(set(range(max(numbered) + 1)) - set(numbered))
-    if missing:
-        raise EvalInputError(f"{where}: reference files must be numbered from 0 without gaps; missing "
-                             f"{', '.join(f'{prefix}{i}' for i in missing)}")
-    return [numbered[i] for i in sorted(numbered)]
 
 
 def resolve_reference_files(ref_args: list[str]) -> list[Path]:
@@ -55,24 +38,22 @@ def resolve_reference_files(ref_args: list[str]) -> list[Path]:
 
 
 def score_e2e_command(refs_path: str, hyp_path: str, mteval_mode: str) -> tuple[dict, str]:
-    import e2e_inputs
-    import e2e_metrics
-    import mteval
+    from e2e_official import inputs, mteval, scorer
 
-    refs, hyps = e2e_inputs.read_references(refs_path), e2e_inputs.read_hypotheses(hyp_path)
+    refs, hyps = inputs.read_references(refs_path), inputs.read_hypotheses(hyp_path)
     check_same_count(len(refs), refs_path, len(hyps), hyp_path)
-    scores = e2e_metrics.score_e2e(refs, hyps, mteval_mode)
+    scores = scorer.score_e2e(refs, hyps, mteval_mode)
     if mteval_mode == "python" and (n := mteval.count_port_quirk_outputs(hyps)):
         print(f"warning: {n} hypotheses have at most 3 tokens; the -p port (reproduced here) gives them negative "
               f"n-gram totals, which inflates BLEU/NIST; --mteval official does not", file=sys.stderr)
-    return scores, e2e_metrics.format_e2e(scores)
+    return scores, scorer.format_e2e(scores)
 
 
 def score_generation_command(refs: list[str], hyp: str) -> tuple[dict, str]:
-    import generation_eval
+    from geneval import scorer
 
-    scores = generation_eval.score_generation_eval(resolve_reference_files(refs), Path(hyp))
-    return {k: scores[k] for k in GENERATION_EVAL_JSON_KEYS}, generation_eval.format_generation_eval(scores) + "\n"
+    scores = scorer.score_generation_eval(resolve_reference_files(refs), Path(hyp))
+    return {k: scores[k] for k in GENERATION_EVAL_JSON_KEYS}, scorer.format_generation_eval(scores) + "\n"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

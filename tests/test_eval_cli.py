@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO / "eval"))
 
 import run_eval  # noqa: E402
 import score  # noqa: E402
-from text_files import EvalInputError  # noqa: E402
+from evalcommon.text_files import EvalInputError  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "eval"
 E2E_KEYS = ["BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"]

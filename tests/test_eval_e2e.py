@@ -10,10 +10,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "eval"))
 
-import coco_caption  # noqa: E402
-import e2e_inputs  # noqa: E402
-import mteval  # noqa: E402
-from text_files import EvalInputError, check_same_count, read_lines  # noqa: E402
+from e2e_official import coco_caption, inputs, mteval  # noqa: E402
+from evalcommon.text_files import EvalInputError, check_same_count, read_lines  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "eval"
 NIST_BETA = -math.log(0.5) / math.log(1.5) ** 2
@@ -183,15 +181,15 @@ def test_meteor_jar_stdio_corpus_score():
 # ---- inputs -------------------------------------------------------------------------------------------------
 
 def test_reference_formats_agree():
-    text = e2e_inputs.read_references(FIXTURES / "e2e_refs.txt")
-    csv_refs = e2e_inputs.read_references(FIXTURES / "e2e_refs.csv")
+    text = inputs.read_references(FIXTURES / "e2e_refs.txt")
+    csv_refs = inputs.read_references(FIXTURES / "e2e_refs.csv")
     assert [len(g) for g in text] == [2, 3, 1]
     assert csv_refs == text
 
 
 def test_single_reference_file_without_blank_lines(tmp_path):
     (tmp_path / "r.txt").write_text("one\ntwo\nthree\n")
-    assert e2e_inputs.read_references(tmp_path / "r.txt") == [["one"], ["two"], ["three"]]
+    assert inputs.read_references(tmp_path / "r.txt") == [["one"], ["two"], ["three"]]
 
 
 def test_trailing_newline_and_crlf_do_not_change_inputs(tmp_path):
@@ -204,15 +202,15 @@ def test_trailing_newline_and_crlf_do_not_change_inputs(tmp_path):
     for name, (r, h) in variants.items():
         (tmp_path / f"{name}.refs").write_bytes(r.encode())
         (tmp_path / f"{name}.hyp").write_bytes(h.encode())
-        loaded.append((e2e_inputs.read_references(tmp_path / f"{name}.refs"),
-                       e2e_inputs.read_hypotheses(tmp_path / f"{name}.hyp")))
+        loaded.append((inputs.read_references(tmp_path / f"{name}.refs"),
+                       inputs.read_hypotheses(tmp_path / f"{name}.hyp")))
     assert all(x == loaded[0] for x in loaded)
     assert len(loaded[0][1]) == 3
 
 
 def test_empty_hypothesis_lines_are_kept(tmp_path):
     (tmp_path / "h.txt").write_text("first\n\nthird\n\n")
-    assert e2e_inputs.read_hypotheses(tmp_path / "h.txt") == ["first", "", "third", ""]
+    assert inputs.read_hypotheses(tmp_path / "h.txt") == ["first", "", "third", ""]
 
 
 def test_count_mismatch_names_both_counts():
@@ -230,10 +228,10 @@ def test_non_utf8_is_an_error_naming_file_and_line(tmp_path):
 def test_bad_reference_files(tmp_path):
     (tmp_path / "double_blank.txt").write_text("a\n\n\nb\n")
     with pytest.raises(EvalInputError, match=r"double_blank\.txt: line 3"):
-        e2e_inputs.read_references(tmp_path / "double_blank.txt")
+        inputs.read_references(tmp_path / "double_blank.txt")
     (tmp_path / "no_header.csv").write_text('"x","y"\n"1","2"\n')
     with pytest.raises(EvalInputError, match=r"no_header\.csv: line 1: the header must name"):
-        e2e_inputs.read_references(tmp_path / "no_header.csv")
+        inputs.read_references(tmp_path / "no_header.csv")
     (tmp_path / "ragged.csv").write_text('mr,ref\n"m1","r1"\n"m2"\n')
     with pytest.raises(EvalInputError, match=r"ragged\.csv: lines \[3\]"):
-        e2e_inputs.read_references(tmp_path / "ragged.csv")
+        inputs.read_references(tmp_path / "ragged.csv")

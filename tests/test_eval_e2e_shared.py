@@ -10,10 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "eval"))
 
-import coco_caption  # noqa: E402
-import e2e_inputs  # noqa: E402
-import e2e_metrics  # noqa: E402
-import mteval  # noqa: E402
+from e2e_official import coco_caption, inputs, mteval, scorer  # noqa: E402
 
 pytestmark = pytest.mark.shared
 MODES = {"official": "official_default (Perl mteval BLEU/NIST)",
@@ -29,10 +26,10 @@ def checks(shared_dir: Path) -> list[tuple[dict, dict[str, dict]]]:
     results = []
     with coco_caption.MeteorScorer() as meteor:
         for check in expected["checks"]:
-            refs = e2e_inputs.read_references(shared_dir / REFERENCES[check["references"]])
-            hyps = e2e_inputs.read_hypotheses(shared_dir / "eval-checks" / check["system_output"])
+            refs = inputs.read_references(shared_dir / REFERENCES[check["references"]])
+            hyps = inputs.read_hypotheses(shared_dir / "eval-checks" / check["system_output"])
             assert len(hyps) == len(refs) == check["n_inputs"]
-            official = e2e_metrics.score_e2e(refs, hyps, "official", meteor=meteor)
+            official = scorer.score_e2e(refs, hyps, "official", meteor=meteor)
             python = {**official, **mteval.mteval_python(refs, hyps)}
             results.append((check, {"official": official, "python": python}))
     return results
@@ -41,7 +38,7 @@ def checks(shared_dir: Path) -> list[tuple[dict, dict[str, dict]]]:
 @pytest.mark.parametrize("mode", MODES)
 def test_printed_figures_match_the_official_script(checks, mode):
     for check, scores in checks:
-        printed = e2e_metrics.format_e2e(scores[mode])
+        printed = scorer.format_e2e(scores[mode])
         expected_lines = [f"{name}: {value}" for name, value in check[MODES[mode]]["printed"].items()]
         assert printed.splitlines()[2:7] == expected_lines, (check["system_output"], check["references"])
 
@@ -50,7 +47,7 @@ def test_printed_figures_match_the_official_script(checks, mode):
 def test_full_precision_matches_the_official_script(checks, mode):
     for check, scores in checks:
         expected = check[MODES[mode]]["full_precision"]
-        for name in e2e_metrics.METRICS:
+        for name in scorer.METRICS:
             assert scores[mode][name] == pytest.approx(expected[name], rel=1e-12, abs=0), \
                 (check["system_output"], check["references"], name)
 

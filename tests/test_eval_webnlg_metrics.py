@@ -14,13 +14,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "eval"))
 
-import corpus_ter  # noqa: E402
-import generation_eval  # noqa: E402
-import multi_bleu_detok  # noqa: E402
-import nltk35_bleu  # noqa: E402
-import ter  # noqa: E402
-from nltk35_punkt import english_model, sent_tokenize  # noqa: E402
-from nltk35_tokenize import treebank_tokenize, word_tokenize  # noqa: E402
+from geneval import corpus_ter, multi_bleu_detok, nltk35_bleu, scorer, ter  # noqa: E402
+from geneval.nltk35_punkt import english_model, sent_tokenize  # noqa: E402
+from geneval.nltk35_tokenize import treebank_tokenize, word_tokenize  # noqa: E402
 
 # ---- BLEU (multi-bleu-detok.perl) -------------------------------------------------------------------------------
 
@@ -264,12 +260,12 @@ def test_treebank_rules():
 def test_format_is_eval_py_tabulate_table():
     scores = {"BLEU": 33.236483899412164, "BLEU_NLTK": 0.32386541112050826, "METEOR": 0.23543595051539076,
               "TER": 0.6168865440222807, "TER_corpus": 0.61}
-    assert generation_eval.format_generation_eval(scores) == ("  BLEU    BLEU NLTK    METEOR    TER\n"
-                                                              "------  -----------  --------  -----\n"
-                                                              " 33.24         0.32      0.24   0.62")
+    assert scorer.format_generation_eval(scores) == ("  BLEU    BLEU NLTK    METEOR    TER\n"
+                                                     "------  -----------  --------  -----\n"
+                                                     " 33.24         0.32      0.24   0.62")
     tabulate = pytest.importorskip("tabulate").tabulate
     # eval.py: float of multi-bleu's "%.2f", round(x, 2) for the rest, tabulate's "%g": 40.10 prints as 40.1.
     scores = {"BLEU": 40.1012, "METEOR": 0.2049, "TER": 1.0}
-    assert generation_eval.format_generation_eval(scores) == tabulate([[40.1, 0.2, 1.0]],
-                                                                       headers=["BLEU", "METEOR", "TER"])
-    assert re.fullmatch(r"\s*40\.1\s+0\.2\s+1", generation_eval.format_generation_eval(scores).splitlines()[2])
+    assert scorer.format_generation_eval(scores) == tabulate([[40.1, 0.2, 1.0]],
+                                                              headers=["BLEU", "METEOR", "TER"])
+    assert re.fullmatch(r"\s*40\.1\s+0\.2\s+1", scorer.format_generation_eval(scores).splitlines()[2])

@@ -11,8 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "eval"))
 
-import generation_eval  # noqa: E402
-from text_files import EvalInputError  # noqa: E402
+from evalcommon.text_files import EvalInputError  # noqa: E402
+from geneval import inputs, scorer  # noqa: E402
 
 TINY = REPO / "tests" / "fixtures" / "eval_webnlg" / "tiny"
 REFS = [TINY / "reference0", TINY / "reference1"]
@@ -37,8 +37,8 @@ def tiny_scores(tmp_path_factory) -> tuple[dict, dict]:
     refs = [rewrite_crlf(p, tmp / p.name) for p in REFS]
     hyp = rewrite_crlf(HYP, tmp / HYP.name)
     with ThreadPoolExecutor(2) as pool:
-        as_shipped = pool.submit(generation_eval.score_generation_eval, REFS, HYP)
-        rewritten = pool.submit(generation_eval.score_generation_eval, refs, hyp)
+        as_shipped = pool.submit(scorer.score_generation_eval, REFS, HYP)
+        rewritten = pool.submit(scorer.score_generation_eval, refs, hyp)
         return as_shipped.result(), rewritten.result()
 
 
@@ -70,12 +70,12 @@ def test_crlf_and_missing_final_newline_change_nothing(tiny_scores):
 
 
 def test_inputs_read_as_lines(tmp_path):
-    refs, hyps = generation_eval.read_generation_inputs(REFS, HYP)
+    refs, hyps = inputs.read_generation_inputs(REFS, HYP)
     assert hyps == ["the cat sat on the mat .", "", "the dog barked", ""]
     assert refs[1] == ["a man walks .", ""]
     rewritten = [rewrite_crlf(p, tmp_path / p.name) for p in [*REFS, HYP]]
     assert b"\r\n" in rewritten[0].read_bytes() and not rewritten[0].read_bytes().endswith(b"\n")
-    assert generation_eval.read_generation_inputs(rewritten[:2], rewritten[2]) == (refs, hyps)
+    assert inputs.read_generation_inputs(rewritten[:2], rewritten[2]) == (refs, hyps)
 
 
 def test_dropping_the_line_end_of_an_empty_last_hypothesis_is_a_count_error(tmp_path):
@@ -84,14 +84,14 @@ def test_dropping_the_line_end_of_an_empty_last_hypothesis_is_a_count_error(tmp_
     hyp = tmp_path / "hypothesis"
     hyp.write_bytes(HYP.read_bytes().removesuffix(b"\n"))
     with pytest.raises(EvalInputError, match="3 hypotheses .* 4 reference lines"):
-        generation_eval.read_generation_inputs(REFS, hyp)
+        inputs.read_generation_inputs(REFS, hyp)
 
 
 def test_count_mismatch_names_both_counts_and_files(tmp_path):
     short = tmp_path / "reference1"
     short.write_text("only one line\nand two\n", encoding="utf-8")
     with pytest.raises(EvalInputError) as err:
-        generation_eval.score_generation_eval([REFS[0], short], HYP)
+        scorer.score_generation_eval([REFS[0], short], HYP)
     message = str(err.value)
     assert "4 hypotheses" in message and "2 reference lines" in message
     assert str(HYP) in message and str(short) in message
@@ -101,17 +101,17 @@ def test_non_utf8_and_empty_inputs_are_errors(tmp_path):
     bad = tmp_path / "hypothesis"
     bad.write_bytes(b"fine\n\xff\xfe broken\nx\ny\n")
     with pytest.raises(EvalInputError, match=r"line 2.*UTF-8"):
-        generation_eval.score_generation_eval(REFS, bad)
+        scorer.score_generation_eval(REFS, bad)
     empty = tmp_path / "empty"
     empty.write_text("", encoding="utf-8")
     with pytest.raises(EvalInputError, match="no hypotheses"):
-        generation_eval.score_generation_eval(REFS, empty)
+        scorer.score_generation_eval(REFS, empty)
     with pytest.raises(EvalInputError, match="no reference files"):
-        generation_eval.score_generation_eval([], HYP)
+        scorer.score_generation_eval([], HYP)
     blank = tmp_path / "reference0"
     blank.write_text("\n\n \n\n", encoding="utf-8")
     with pytest.raises(EvalInputError, match="every reference line is empty"):
-        generation_eval.score_generation_eval([blank], HYP)
+        scorer.score_generation_eval([blank], HYP)
 
 
 @pytest.mark.slow
@@ -122,5 +122,5 @@ def test_meteor_jar_by_hand():
     precision, recall = 1.0, 0.5
     fmean = precision * recall / (0.85 * precision + 0.15 * recall)
     expected = fmean * (1 - 0.6 * (1 / 3) ** 0.2)
-    meteor = generation_eval.meteor_score(["river stone cloud"], [["river stone cloud music garden window"]])
+    meteor = scorer.meteor_score(["river stone cloud"], [["river stone cloud music garden window"]])
     assert meteor == pytest.approx(expected, abs=1e-12)

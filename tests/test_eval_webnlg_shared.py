@@ -11,8 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "eval"))
 
-import generation_eval  # noqa: E402
-import multi_bleu_detok  # noqa: E402
+from geneval import inputs, multi_bleu_detok, scorer  # noqa: E402
 
 pytestmark = pytest.mark.shared
 FILES = ("reference0", "reference1", "reference2", "hypothesis")
@@ -36,12 +35,12 @@ def scores(baseline: Path, check: dict) -> dict:
     """The full scoring (one METEOR run) of the files the expected figures were printed for."""
     for name in FILES:
         assert hashlib.sha256((baseline / name).read_bytes()).hexdigest() == check["input_files_sha256"][name]
-    return generation_eval.score_generation_eval([baseline / f"reference{k}" for k in range(3)],
-                                                 baseline / "hypothesis")
+    return scorer.score_generation_eval([baseline / f"reference{k}" for k in range(3)],
+                                        baseline / "hypothesis")
 
 
 def test_printed_table_is_eval_py_s(scores, check):
-    assert generation_eval.format_generation_eval(scores) == check["printed_table"]
+    assert scorer.format_generation_eval(scores) == check["printed_table"]
 
 
 def test_full_precision_matches_eval_py(scores, check):
@@ -72,11 +71,11 @@ def test_a_final_newline_changes_nothing(baseline, scores, tmp_path):
     # eval.py reads a final newline as one more, empty item (METEOR then prints -1); here it ends the last line.
     for name in FILES:
         (tmp_path / name).write_bytes((baseline / name).read_bytes() + b"\n")
-    refs, hyps = generation_eval.read_generation_inputs([tmp_path / f"reference{k}" for k in range(3)],
-                                                        tmp_path / "hypothesis")
+    refs, hyps = inputs.read_generation_inputs([tmp_path / f"reference{k}" for k in range(3)],
+                                               tmp_path / "hypothesis")
     assert len(hyps) == 1862
-    assert (refs, hyps) == generation_eval.read_generation_inputs([baseline / f"reference{k}" for k in range(3)],
-                                                                  baseline / "hypothesis")
+    assert (refs, hyps) == inputs.read_generation_inputs([baseline / f"reference{k}" for k in range(3)],
+                                                         baseline / "hypothesis")
     assert multi_bleu_detok.corpus_bleu(hyps, refs).score == scores["BLEU"]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from nltk35_punkt import sent_tokenize
+from .nltk35_punkt import sent_tokenize
 
 # NLTKWordTokenizer (nltk/tokenize/destructive.py) of nltk 3.5: (pattern, replacement, characters one of which
 # must be in the text for the pattern to match; checking them first skips most of the ~30 substitutions).

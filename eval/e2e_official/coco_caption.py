@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from java_tools import JavaToolError, find_java, find_jars, meteor_command
+from evalcommon.java_tools import JavaToolError, find_java, find_jars, meteor_command
 
 PTB_PUNCTUATION = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
                              ".", "?", "!", ",", ":", "-", "--", "...", ";"])

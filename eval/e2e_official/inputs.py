@@ -11,7 +11,7 @@ import csv
 import re
 from pathlib import Path
 
-from text_files import EvalInputError, read_lines
+from evalcommon.text_files import EvalInputError, read_lines
 
 # Header patterns of measure_scores.py (matched at the start of the field, case-insensitive).
 HEADER_MR = r"(mr|src|source|meaning(?:[_ .-]rep(?:resentation)?)?|da|dial(?:ogue)?[_ .-]act)s?"

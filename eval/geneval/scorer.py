@@ -24,33 +24,12 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import corpus_ter
-import multi_bleu_detok
-import nltk35_bleu
-from java_tools import parse_meteor_final_score, run_meteor
-from nltk35_tokenize import tokenize_line
-from ter import segment_ter
-from text_files import EvalInputError, read_lines
+from evalcommon.java_tools import parse_meteor_final_score, run_meteor
 
-
-def read_generation_inputs(ref_paths: list[Path], hyp_path: Path) -> tuple[list[list[str]], list[str]]:
-    """Reference groups (the i-th line of every reference file) and hypotheses; counts must agree."""
-    if not ref_paths:
-        raise EvalInputError("no reference files given")
-    hypotheses = read_lines(hyp_path)
-    if not hypotheses:
-        raise EvalInputError(f"{hyp_path}: no hypotheses (empty file)")
-    columns = []
-    for path in ref_paths:
-        lines = read_lines(path)
-        if len(lines) != len(hypotheses):
-            raise EvalInputError(f"count mismatch: {hyp_path} has {len(hypotheses)} hypotheses (lines) but "
-                                 f"{path} has {len(lines)} reference lines; every reference file needs exactly "
-                                 f"one line per hypothesis (an empty line where an item has fewer references)")
-        columns.append(lines)
-    if not any(line.strip() for lines in columns for line in lines):
-        raise EvalInputError(f"{', '.join(map(str, ref_paths))}: every reference line is empty")
-    return [list(group) for group in zip(*columns)], hypotheses
+from . import corpus_ter, multi_bleu_detok, nltk35_bleu
+from .inputs import read_generation_inputs
+from .nltk35_tokenize import tokenize_line
+from .ter import segment_ter
 
 
 def meteor_score(hyps_tok: list[str], refs_tok: list[list[str]]) -> float:

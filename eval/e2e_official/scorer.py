@@ -10,9 +10,9 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-import coco_caption
-import mteval
-from text_files import EvalInputError, check_same_count
+from evalcommon.text_files import EvalInputError, check_same_count
+
+from . import coco_caption, mteval
 
 METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
 MTEVAL_MODES = ("official", "python")

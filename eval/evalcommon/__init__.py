@@ -1,0 +1,9 @@
+"""What both scorer families (`e2e_official`, `geneval`) need and neither owns.
+
+- `text_files`: strict UTF-8 line reading, the count check, atomic writes, and EvalInputError (bad input).
+- `java_tools`: finding Java and the METEOR / Stanford CoreNLP jars of pycocoevalcap, running METEOR, and
+  JavaToolError.
+
+Named `evalcommon` rather than `common` or `utils`: eval/ sits first on sys.path for its scripts and tests,
+so a generic name would shadow any installed package of that name in the same process.
+"""
