@@ -20,7 +20,9 @@ bf16 weights under --dtype bf16, as `.to(torch.bfloat16)` would give), SDPA atte
 (length-sorted), left-padded, with the same settings (length_penalty, no_repeat_ngram_size, repetition_penalty,
 end tokens 50256/628 as eos_token_id, banned by min_new_tokens = our min_length, so it too runs every step;
 checked). HF's algorithm differs in details (2K candidates, n-grams counted over the prompt too), so its
-hypotheses are its own; the row gets `hf` (the same fields as ours) and `speedup_vs_hf` (median inputs/s ratio).
+hypotheses are its own; the row gets `hf` (the same fields as ours, plus `achieved_flops` and
+`weight_matmul_flops_vs_ours`: HF prefills each prompt once per beam, the rest of its work is ours) and
+`speedup_vs_hf` (median inputs/s ratio).
 Peak RSS is the process's: with --hf it holds one copy of the weights, shared by both models.
 Variants are interleaved (A B A B ...) and medians reported; `identical_outputs` compares the best hypotheses of
 the two regimes on the inputs both decoded. `new_tokens_per_s` counts the tokens of the returned best hypotheses.
@@ -168,6 +170,17 @@ def weight_matmul_flops(cfg, prompt_tokens: int, prompts: int, beam_rows: int) -
     return float(prompt_tokens * block + prompts * head + beam_rows * (block + head))
 
 
+def hf_weight_matmul_flops(cfg, prompts: list[list[int]], batches: list[list[int]], beam: int, new_tokens: int) -> float:
+    """The same count for HF's generate: each batch's left-padded prompts expanded to K rows before the prefill
+    (so every prompt token K times, padding included), LM head at the last position only (logits_to_keep=1),
+    then new_tokens - 1 forwards of all beam rows."""
+    block = 2 * 12 * cfg.n_embd ** 2 * cfg.n_layer
+    head = 2 * cfg.n_embd * cfg.vocab_size
+    prefill = sum(len(b) * beam * max(len(prompts[i]) for i in b) for b in batches)
+    rows = len(prompts) * beam
+    return float(prefill * block + rows * head + (new_tokens - 1) * rows * (block + head))
+
+
 class PeakRSS:
     """Highest resident set size (MB) seen while the block runs, sampled every 20 ms."""
 
@@ -307,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                        identical_outputs=f"{same}/{n_ref}")
         if args.hf:
             hf_row = summary(times[f"hf_batch{b}"], cpu[f"hf_batch{b}"], rss[f"hf_batch{b}"], outs[f"hf_batch{b}"])
+            flops = hf_weight_matmul_flops(model.config, [q[-(model.config.n_positions - M):] for q in prompts],
+                                           plan_batches([len(q) for q in prompts], settings, b), args.beam, M)
+            hf_row.update(achieved_flops=round(flops / hf_row["seconds_median"]),
+                          weight_matmul_flops_vs_ours=round(flops / (achieved * row["seconds_median"]), 3))
             hf_row.update(transformers=transformers.__version__, attn_implementation="sdpa",
                           dtype=str(hf_model.transformer.wte.weight.dtype).removeprefix("torch."),
                           same_as_ours=f"{sum(a == h for a, h in zip(outs[name], outs[f'hf_batch{b}']))}/{len(prompts)}")
