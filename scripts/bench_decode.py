@@ -1,7 +1,7 @@
 """Beam-search speed: our batched, cached search vs the reference's regime. Prints one JSON line per batch size.
 
   OMP_WAIT_POLICY=PASSIVE python scripts/bench_decode.py --model gpt2 --beam 10 --batch 16 --inputs 32 \\
-      --max-new-tokens 64 --dtype fp32|bf16 [--reference] [--reference-inputs 8] [--repeats 2]
+      --max-new-tokens 64 --dtype fp32|bf16 [--reference] [--reference-inputs 8] [--hf] [--repeats 2]
 
 Inputs are the unique E2E test contexts (data/e2e/test.jsonl after `make data`, else ../shared/data/e2e/test.txt,
 else fixed-seed lengths with E2E statistics). Weights are random (or --pretrained DIR). By default the end tokens
@@ -14,6 +14,16 @@ twice per step (model.py's `present = torch.stack((key, value))` in every layer,
 index_select); all steps (no early stop); Python loops per hypothesis for the n-gram bans and the end-token
 bookkeeping; log(softmax). `--generous-reference` drops the all-position logits and the stack copy (then it is
 our model code with only the reference's batching, padding and loops), for a lower bound on the speedup.
+`--hf` also times Hugging Face transformers' beam search, `GPT2LMHeadModel.generate(num_beams=K, ...)`, at
+each batch size (scripts/bench_hf.py): a GPT2LMHeadModel sharing our model's weight tensors (so the same dtype:
+bf16 weights under --dtype bf16, as `.to(torch.bfloat16)` would give), SDPA attention, the same batches as ours
+(length-sorted), left-padded, with the same settings (length_penalty, no_repeat_ngram_size, repetition_penalty,
+end tokens 50256/628 as eos_token_id, banned by min_new_tokens = our min_length, so it too runs every step;
+checked). HF's algorithm differs in details (2K candidates, n-grams counted over the prompt too), so its
+hypotheses are its own; the row gets `hf` (the same fields as ours, plus `achieved_flops` and
+`weight_matmul_flops_vs_ours`: HF prefills each prompt once per beam, the rest of its work is ours) and
+`speedup_vs_hf` (median inputs/s ratio).
+Peak RSS is the process's: with --hf it holds one copy of the weights, shared by both models.
 Variants are interleaved (A B A B ...) and medians reported; `identical_outputs` compares the best hypotheses of
 the two regimes on the inputs both decoded. `new_tokens_per_s` counts the tokens of the returned best hypotheses.
 """
@@ -36,7 +46,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from lora_nlg import GPT2, KVCache, get_tokenizer  # noqa: E402
-from lora_nlg.decode import DTYPES, BeamSettings, generate  # noqa: E402
+from lora_nlg.decode import DTYPES, BeamSettings, generate, plan_batches  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
 
 from bench_train import measured_peak_flops  # noqa: E402  (scripts/ is on sys.path when run as a script)
@@ -160,6 +170,17 @@ def weight_matmul_flops(cfg, prompt_tokens: int, prompts: int, beam_rows: int) -
     return float(prompt_tokens * block + prompts * head + beam_rows * (block + head))
 
 
+def hf_weight_matmul_flops(cfg, prompts: list[list[int]], batches: list[list[int]], beam: int, new_tokens: int) -> float:
+    """The same count for HF's generate: each batch's left-padded prompts expanded to K rows before the prefill
+    (so every prompt token K times, padding included), LM head at the last position only (logits_to_keep=1),
+    then new_tokens - 1 forwards of all beam rows."""
+    block = 2 * 12 * cfg.n_embd ** 2 * cfg.n_layer
+    head = 2 * cfg.n_embd * cfg.vocab_size
+    prefill = sum(len(b) * beam * max(len(prompts[i]) for i in b) for b in batches)
+    rows = len(prompts) * beam
+    return float(prefill * block + rows * head + (new_tokens - 1) * rows * (block + head))
+
+
 class PeakRSS:
     """Highest resident set size (MB) seen while the block runs, sampled every 20 ms."""
 
@@ -218,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="inputs the reference regime decodes per repeat (the first N; default 8)")
     p.add_argument("--generous-reference", action="store_true",
                    help="reference regime without its all-position logits and per-layer stack copy (lower bound)")
+    p.add_argument("--hf", action="store_true",
+                   help="also time Hugging Face transformers' generate (beam search) at each batch size")
     p.add_argument("--repeats", type=int, default=2, help="interleaved rounds per variant (median reported)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = p.parse_args(argv)
@@ -246,6 +269,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         variants["reference"] = lambda: [reference_regime(model, q, settings, faithful=not args.generous_reference)
                                          for q in prompts[:n_ref]]
+    if args.hf:
+        from bench_hf import build_hf_model_from_ours, hf_generate, require_transformers
+        transformers = require_transformers()
+        hf_model = build_hf_model_from_ours(model)
+
+        def hf(b: int, s: BeamSettings = settings, which: list[list[int]] = prompts) -> list[list[int]]:
+            return hf_generate(hf_model, which, plan_batches([len(q) for q in which], s, b), beam=s.beam,
+                               max_new_tokens=s.max_new_tokens, length_penalty=s.length_penalty,
+                               no_repeat_ngram_size=s.no_repeat_ngram_size, repetition_penalty=s.repetition_penalty,
+                               min_new_tokens=s.min_length, eos_ids=s.eos_ids)
+
+        for b in batches:
+            variants[f"hf_batch{b}"] = lambda b=b: hf(b)
+        with torch.inference_mode():
+            hf(1, BeamSettings(beam=2, max_new_tokens=2), prompts[:1])  # warm-up
     times: dict[str, list[float]] = {k: [] for k in variants}
     cpu: dict[str, list[float]] = {k: [] for k in variants}
     rss: dict[str, list[float]] = {k: [] for k in variants}
@@ -280,6 +318,18 @@ def main(argv: list[str] | None = None) -> int:
             row.update(reference=ref, speedup_inputs_per_s=round(row["inputs_per_s"] / ref["inputs_per_s"], 2),
                        speedup_cpu_time=round(cpu_per_input[1] / cpu_per_input[0], 2),
                        identical_outputs=f"{same}/{n_ref}")
+        if args.hf:
+            hf_row = summary(times[f"hf_batch{b}"], cpu[f"hf_batch{b}"], rss[f"hf_batch{b}"], outs[f"hf_batch{b}"])
+            flops = hf_weight_matmul_flops(model.config, [q[-(model.config.n_positions - M):] for q in prompts],
+                                           plan_batches([len(q) for q in prompts], settings, b), args.beam, M)
+            hf_row.update(achieved_flops=round(flops / hf_row["seconds_median"]),
+                          weight_matmul_flops_vs_ours=round(flops / (achieved * row["seconds_median"]), 3))
+            hf_row.update(transformers=transformers.__version__, attn_implementation="sdpa",
+                          dtype=str(hf_model.transformer.wte.weight.dtype).removeprefix("torch."),
+                          same_as_ours=f"{sum(a == h for a, h in zip(outs[name], outs[f'hf_batch{b}']))}/{len(prompts)}")
+            ratio = statistics.median(o / h for o, h in zip(times[f"hf_batch{b}"], times[name]))
+            row.update(hf=hf_row, speedup_vs_hf=round(row["inputs_per_s"] / hf_row["inputs_per_s"], 2),
+                       speedup_vs_hf_per_round=round(ratio, 2))
         print(json.dumps(row))
     return 0
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -45,3 +47,45 @@ def test_decode_and_train_benchmarks_and_their_report():
     table_rows = [line for line in text.splitlines() if line.startswith("| tiny |")]
     assert len(table_rows) == 3 and "test CPU, 2 cores" in text
     assert f"{decode[0]['speedup_inputs_per_s']:,.1f}x | 2/2 |" in table_rows[1]
+
+
+def test_decode_benchmark_against_hf_generate():
+    if importlib.util.find_spec("transformers") is None:
+        pytest.skip("transformers is not installed: bench_decode.py --hf compares with its generate()")
+    (r,) = run_script("scripts/bench_decode.py", "--model", "tiny", "--beam", "3", "--batch", "2", "--inputs", "3",
+                      "--max-new-tokens", "5", "--hf", "--repeats", "1")
+    hf = r["hf"]
+    assert r["batch"] == 2 and r["eos_suppressed"] and r["mean_new_tokens"] == 5.0
+    assert hf["inputs"] == 3 and hf["mean_new_tokens"] == 5.0  # end tokens banned in HF too: all 5 steps ran
+    assert hf["inputs_per_s"] > 0 and hf["peak_rss_mb"] > 0 and hf["dtype"] == "float32"
+    assert hf["attn_implementation"] == "sdpa" and hf["transformers"]
+    assert hf["same_as_ours"].endswith("/3") and hf["achieved_flops"] > 0
+    assert hf["weight_matmul_flops_vs_ours"] > 1  # HF prefills every prompt once per beam
+    assert r["speedup_vs_hf"] > 0 and r["speedup_vs_hf_per_round"] > 0
+    assert abs(r["speedup_vs_hf"] - r["inputs_per_s"] / hf["inputs_per_s"]) < 0.02 * r["speedup_vs_hf"] + 0.01
+
+
+def test_hf_model_built_from_ours_shares_weights_and_logits():
+    transformers = pytest.importorskip("transformers", reason="bench_hf.py's oracle is transformers")
+    import torch
+
+    from lora_nlg import GPT2
+    from lora_nlg.decode import BeamSettings, generate, plan_batches
+
+    spec = importlib.util.spec_from_file_location("bench_hf", REPO / "scripts" / "bench_hf.py")
+    bench_hf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_hf)
+    torch.manual_seed(0)
+    ours = GPT2.from_preset("tiny").eval()
+    hf = bench_hf.build_hf_model_from_ours(ours)
+    assert isinstance(hf, transformers.GPT2LMHeadModel) and not hf.training
+    assert hf.transformer.h[0].attn.c_attn.weight.data_ptr() == ours.transformer.h[0].attn.c_attn.weight.data_ptr()
+    ids = torch.randint(0, 50257, (2, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, ours(ids), atol=1e-5, rtol=0)
+    # with beam 1 and no n-gram ban both searches are greedy: the same tokens, whatever the left padding
+    prompts = [[5, 6, 7, 8, 50256], [9, 10, 50256]]
+    s = BeamSettings(beam=1, no_repeat_ngram_size=0, max_new_tokens=4, min_length=4)
+    got = bench_hf.hf_generate(hf, prompts, plan_batches([5, 3], s, 2), beam=1, max_new_tokens=4, length_penalty=1.0,
+                               no_repeat_ngram_size=0, min_new_tokens=4)
+    assert got == [h.ids for h in generate(ours, prompts, s)] and all(len(g) == 4 for g in got)
