@@ -3,6 +3,9 @@
 Decode: `build_hf_model_from_ours(model)` gives a `transformers.GPT2LMHeadModel` holding our model's very weight
 tensors (shared storage, same dtype: no second copy in memory), and `hf_generate(...)` runs HF's own beam search
 (`model.generate(num_beams=K, ...)`) on our prompts, left-padded in the batches our search would use.
+
+Train: `build_hf_peft_for_training(model)` gives GPT2LMHeadModel + PEFT LoRA with a copy of our base weights in
+fp32 (as a transformers user trains: fp32 weights, bf16 by autocast), and `hf_training_step(...)` one step of it.
 """
 from __future__ import annotations
 
@@ -82,3 +85,40 @@ def hf_generate(hf, prompts: Sequence[Sequence[int]], batches: list[list[int]], 
                 raise RuntimeError(f"hf_generate: end token {row[ends[0]]} generated although banned")
             out[i] = row[:ends[0]] if ends else row
     return out  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------- train
+def build_hf_peft_for_training(model, dropout: float, r: int = 4, alpha: float = 32):
+    """GPT2LMHeadModel with an fp32 copy of our base weights, wrapped by PEFT LoRA as a PEFT user sets it up for
+    GPT-2 (the fused c_attn, fan_in_fan_out; PEFT cannot adapt only its q and v thirds), in train mode."""
+    transformers = require_transformers()
+    try:
+        import peft
+    except ImportError as e:
+        raise SystemExit(f"--hf needs the `peft` package (a bench/test-only dependency; pip install peft): {e}") from None
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config.from_dict(model.config.to_hf_dict()))
+    result = hf.load_state_dict({k: v.float().clone() for k, v in model.base_state_dict().items()}, strict=False)
+    missing = [k for k in result.missing_keys if k != "lm_head.weight"]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"build_hf_peft_for_training: missing {missing}, unexpected {result.unexpected_keys}")
+    lora = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=["c_attn"], fan_in_fan_out=True)
+    return peft.get_peft_model(hf, lora).train()
+
+
+def padding_mask(lengths: Sequence[int], width: int) -> torch.Tensor:
+    """The attention mask a tokenizer's dynamic padding gives right-padded rows of these lengths."""
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    return mask
+
+
+def hf_training_step(hf, batch, attention_mask: torch.Tensor, precision_context, label_smoothing: float) -> None:
+    """Forward + backward of a transformers user's step: logits at every position, then the reference's loss on
+    the loss positions (label-smoothed, fp32, mean over them); kinder to HF than its Trainer's LabelSmoother,
+    which log-softmaxes every position."""
+    with precision_context():
+        logits = hf(input_ids=batch.input_ids, attention_mask=attention_mask).logits
+        loss = torch.nn.functional.cross_entropy(logits[batch.loss_mask].float(), batch.targets, reduction="sum",
+                                                 label_smoothing=label_smoothing) / (batch.n_loss + 1e-4)
+    loss.backward()

@@ -52,14 +52,20 @@ def plan(model: str, quick: bool) -> list[tuple[str, list[str]]]:
     py = sys.executable
     steps, pad_steps, inputs = ("3", "1", "16") if quick else ("10", "2", "32")
     batches, ref_inputs = ("4,16", "2") if quick else ("1,4,16,32", "4")
+    hf_inputs, hf_repeats = ("4", "1") if quick else ("16", "2")
     jobs = []
     for dtype in ("fp32", "bf16"):
         jobs.append(("train", [py, "scripts/bench_train.py", "--model", model, "--batch", "8", "--dtype", dtype,
-                               "--steps", steps, "--pad", "512", "--pad-steps", pad_steps]))
+                               "--steps", steps, "--pad", "512", "--pad-steps", pad_steps, "--hf",
+                               "--rounds", "1" if quick else "3"]))
     for dtype in ("fp32", "bf16"):
         jobs.append(("decode", [py, "scripts/bench_decode.py", "--model", model, "--beam", "10", "--batch", batches,
                                 "--inputs", inputs, "--max-new-tokens", "64", "--dtype", dtype, "--reference",
                                 "--reference-inputs", ref_inputs]))
+    for dtype in ("fp32", "bf16"):  # HF generate's comparison point: batch 8 (its own batch size, interleaved)
+        jobs.append(("decode_hf", [py, "scripts/bench_decode.py", "--model", model, "--beam", "10", "--batch", "8",
+                                   "--inputs", hf_inputs, "--max-new-tokens", "64", "--dtype", dtype, "--hf",
+                                   "--repeats", hf_repeats]))
     return jobs
 
 
@@ -67,21 +73,27 @@ def fmt(value, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def render(machine: dict, train: list[dict], decode: list[dict]) -> str:
+def render(machine: dict, train: list[dict], decode: list[dict], decode_hf: list[dict] = ()) -> str:
     lines = [f"# Benchmarks", "",
              f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {machine['date']}. "
              "Random weights (speed does not depend on them). Produced by `make bench`; raw lines in `report.json`.",
              "", "## Training (LoRA r=4 on q,v; E2E length distribution)", "",
              "| model | dtype | batch | ours tokens/s | ms/step | peak RSS MB | FLOP/s achieved / measured peak | "
-             "pad-512 tokens/s | pad-512 peak RSS MB | speedup |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "pad-512 tokens/s | pad-512 peak RSS MB | speedup | HF+PEFT tokens/s | vs HF+PEFT (rounds) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in train:
+        hf = r.get("hf") or {}
+        rounds = ", ".join(f"{x:.2f}" for x in r.get("speedup_vs_hf_rounds", []))
         lines.append(f"| {r['model']} | {r['dtype']} | {r['batch']} | {fmt(r['tokens_per_s'])} | {fmt(r['ms_per_step'], 0)} | "
                      f"{fmt(r['peak_rss_mb'], 0)} | {r['achieved_flops'] / 1e9:.1f} / {r['peak_flops'] / 1e9:.1f} GFLOP/s "
                      f"({r['mfu']:.0%}) | {fmt(r.get('ref_tokens_per_s'))} | {fmt(r.get('ref_peak_rss_mb'), 0)} | "
-                     f"{fmt(r.get('speedup'))}x |")
+                     f"{fmt(r.get('speedup'))}x | {fmt(hf.get('tokens_per_s'))} | {fmt(r.get('speedup_vs_hf'), 2)}x"
+                     + (f" ({rounds})" if rounds else "") + " |")
     lines += ["", "Tokens/s counts non-pad tokens. The reference regime pads every example to 512 and computes "
-              "full-vocabulary logits at every position; both regimes run interleaved in one process.",
+              "full-vocabulary logits at every position; both regimes run interleaved in one process. HF+PEFT: "
+              "transformers' GPT2LMHeadModel with PEFT LoRA (r=4, alpha=32 on c_attn) on the same batches, dynamic "
+              "padding with an attention mask, bf16 by autocast; rounds of ours and HF alternate, the ratio is the "
+              "median of the per-round ratios.",
               "", "## Beam search (beam 10, 64 new tokens, end tokens suppressed so every input runs full length)", "",
               "| model | dtype | batch | inputs/s | new tokens/s | peak RSS MB | FLOP/s achieved / measured peak | "
               "reference inputs/s | speedup | identical outputs |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -98,6 +110,20 @@ def render(machine: dict, train: list[dict], decode: list[dict]) -> str:
               "shapes round differently, so near-ties may go either way. Decode FLOP/s count the weight matmuls any "
               "implementation needs (prompt tokens once, then every beam row through blocks and LM head), not what "
               "a regime pads or recomputes."]
+    if decode_hf:
+        lines += ["", "## Beam search vs Hugging Face `generate` (beam 10, batch 8, 64 new tokens, end tokens banned)", "",
+                  "| model | dtype | ours inputs/s | HF inputs/s | speedup (median ratio) | per round | ours / HF peak RSS MB | "
+                  "HF weight-matmul FLOPs / ours |", "|---|---|---|---|---|---|---|---|"]
+        for r in decode_hf:
+            hf = r["hf"]
+            lines.append(f"| {r['model']} | {r['dtype']} | {fmt(r['inputs_per_s'], 3)} | {fmt(hf['inputs_per_s'], 3)} | "
+                         f"{fmt(r['speedup_vs_hf'], 2)}x | {fmt(r['speedup_vs_hf_per_round'], 2)}x | "
+                         f"{fmt(r['peak_rss_mb'], 0)} / {fmt(hf['peak_rss_mb'], 0)} | "
+                         f"{fmt(hf.get('weight_matmul_flops_vs_ours'), 2)} |")
+        lines += ["", "HF: `GPT2LMHeadModel.generate(num_beams=10, ...)` on a model sharing our weights, left-padded "
+                  "batches, end tokens banned through min_new_tokens. HF's beam search does the same per-step work as "
+                  "ours (every beam row through the blocks and the full-vocabulary head); it prefills each prompt once "
+                  "per beam, hence the FLOP ratio above; the rest of the speedup is overhead."]
     return "\n".join(lines) + "\n"
 
 
@@ -107,14 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer steps and inputs (a smoke run)")
     parser.add_argument("--out", type=Path, default=REPO / "bench")
     args = parser.parse_args(argv)
-    results: dict[str, list[dict]] = {"train": [], "decode": []}
+    results: dict[str, list[dict]] = {"train": [], "decode": [], "decode_hf": []}
     for kind, cmd in plan(args.model, args.quick):
         results[kind] += run_json_lines(cmd)
     machine = machine_description()
     with atomic_file(args.out / "report.json", "w") as f:
         json.dump({"machine": machine, **results}, f, indent=2)
     with atomic_file(args.out / "report.md", "w") as f:
-        f.write(render(machine, results["train"], results["decode"]))
+        f.write(render(machine, results["train"], results["decode"], results["decode_hf"]))
     print(f"wrote {args.out / 'report.md'} and {args.out / 'report.json'}")
     return 0
 

@@ -2,13 +2,17 @@
 (every example padded to 512, full-vocabulary logits at all positions). Prints one JSON line.
 
   python scripts/bench_train.py --model gpt2 --batch 8 --dtype fp32|bf16 --steps 10 [--pad 512] [--data e2e|webnlg]
+      [--hf --rounds 3]
 
 A step = forward + loss + backward + AdamW update of the LoRA parameters (r=4, alpha=32, dropout 0.1, q/v), random
 weights. Sequence lengths come from real data: data/<data>/{train,valid}.jsonl if `make data` ran, else the raw
 files in ../shared/data, else a fixed-seed draw matching the reference-pipeline.md §1.3 statistics. `tokens_per_s`
 counts real (non-pad) tokens. `achieved_flops` counts the matmul FLOPs actually executed (padded shapes, attention
 T^2, backward = input gradients only since the base weights are frozen); `peak_flops` is the best of a few
-2048^3 matmuls in the same dtype, so `mfu` = achieved / measured peak.
+2048^3 matmuls in the same dtype, so `mfu` = achieved / measured peak. Our step is the training stage's own
+(objective.apply_precision, objective.autocast, objective.batch_loss_sum). `--hf` also trains transformers'
+GPT2LMHeadModel + PEFT LoRA on the same batches (scripts/bench_hf.py), in `--rounds` alternating rounds of
+`--steps` updates each, and reports `speedup_vs_hf` (median of the per-round ratios).
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ import torch  # noqa: E402
 from lora_nlg import GPT2, LoRAConfig, get_tokenizer  # noqa: E402
 from lora_nlg.batching import Example, collate, epoch_plan, load_examples  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
-from lora_nlg.objective import REFERENCE_DENOM_EPS, apply_precision, autocast, batch_loss_sum, token_loss_sum  # noqa: E402,E501
+from lora_nlg.objective import (REFERENCE_DENOM_EPS, apply_precision, autocast, batch_loss_sum,  # noqa: E402
+                                token_loss_sum)
 from lora_nlg.optim import ReferenceAdamW  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,44 +107,6 @@ def reference_step(model, batch, precision_context) -> None:
         mask = batch.loss_mask.float()
         loss = (per_token * mask).sum() / (mask.sum() + REFERENCE_DENOM_EPS)
     loss.backward()
-
-
-# ---------------------------------------------------------------------------------------------- HF + PEFT
-def build_hf_peft(model: GPT2, dropout: float):
-    """transformers' GPT2LMHeadModel with our model's base weights and PEFT LoRA as a PEFT user sets it up for
-    GPT-2 (r=4, alpha=32, on the fused c_attn, fan_in_fan_out), dropout as ours. Test/bench-only dependency."""
-    try:
-        import peft
-        import transformers
-    except ImportError as e:
-        raise SystemExit(f"--hf needs transformers and peft (pip install -r requirements-test.txt): {e}") from None
-    c = model.config
-    hf_config = transformers.GPT2Config(vocab_size=c.vocab_size, n_positions=c.n_positions, n_embd=c.n_embd,
-                                        n_layer=c.n_layer, n_head=c.n_head, layer_norm_epsilon=c.layer_norm_epsilon,
-                                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    hf = transformers.GPT2LMHeadModel(hf_config)
-    base = {k: v.float() for k, v in model.base_state_dict().items()}
-    missing, unexpected = hf.load_state_dict(base, strict=False)
-    assert not unexpected and all(k.endswith(("attn.bias", "attn.masked_bias", "lm_head.weight")) for k in missing)
-    lora = peft.LoraConfig(r=4, lora_alpha=32, lora_dropout=dropout, target_modules=["c_attn"], fan_in_fan_out=True)
-    return peft.get_peft_model(hf, lora).train()
-
-
-def hf_step(hf, batch, attention_mask, precision_context) -> None:
-    """A transformers user's step with dynamic padding: the model returns logits at every position; the loss is
-    ours (label smoothing 0.1 over the loss positions, fp32), which is kinder to HF than its Trainer's
-    LabelSmoother (log-softmax over every position)."""
-    with precision_context():
-        logits = hf(input_ids=batch.input_ids, attention_mask=attention_mask).logits
-        loss = token_loss_sum(logits[batch.loss_mask], batch.targets, 0.1) / (batch.n_loss + REFERENCE_DENOM_EPS)
-    loss.backward()
-
-
-def padding_mask(examples: list[Example], width: int) -> torch.Tensor:
-    mask = torch.zeros(len(examples), width, dtype=torch.long)
-    for row, e in enumerate(examples):
-        mask[row, :e.n_input] = 1
-    return mask
 
 
 def step_flops(cfg, batch, head_rows: int) -> float:
@@ -242,15 +209,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def compare_with_hf(args, model, opt, examples, units, precision_context, timed_ours) -> dict:
     """Rounds of `--steps` updates of ours, then the same batches through transformers + PEFT (A B A B ...)."""
-    hf = build_hf_peft(model, dropout=0.1)
+    from bench_hf import build_hf_peft_for_training, hf_training_step, padding_mask  # scripts/ is on sys.path
+
+    hf = build_hf_peft_for_training(model, dropout=0.1)
     hf_opt = torch.optim.AdamW([p for p in hf.parameters() if p.requires_grad], lr=2e-4, betas=(0.9, 0.999),
                                eps=1e-6, weight_decay=0.01)
     batches = [([examples[i] for i in u], collate([examples[i] for i in u])) for u in units]
 
     def timed_hf(rows, batch) -> float:
-        mask = padding_mask(rows, batch.input_ids.shape[1])
+        mask = padding_mask([e.n_input for e in rows], batch.input_ids.shape[1])
         tic = time.perf_counter()
-        hf_step(hf, batch, mask, precision_context)
+        hf_training_step(hf, batch, mask, precision_context, label_smoothing=0.1)
         hf_opt.step()
         hf_opt.zero_grad(set_to_none=True)
         return time.perf_counter() - tic

@@ -49,6 +49,25 @@ def test_decode_and_train_benchmarks_and_their_report():
     assert f"{decode[0]['speedup_inputs_per_s']:,.1f}x | 2/2 |" in table_rows[1]
 
 
+def test_train_benchmark_against_hf_peft_and_its_report_rows():
+    if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("peft") is None:
+        pytest.skip("transformers/peft are not installed: bench_train.py --hf trains GPT2LMHeadModel + PEFT")
+    (r,) = run_script("scripts/bench_train.py", "--model", "tiny", "--steps", "2", "--warmup", "1", "--dtype", "bf16",
+                      "--hf", "--rounds", "2")
+    assert r["hf"]["tokens_per_s"] > 0 and r["hf"]["rounds"] == 2 and "bf16 autocast" in r["hf"]["setup"]
+    assert len(r["speedup_vs_hf_rounds"]) == 2 and min(r["speedup_vs_hf_rounds"]) <= r["speedup_vs_hf"] \
+        <= max(r["speedup_vs_hf_rounds"])
+    report = load_report_module()
+    machine = {"cpu": "test CPU", "cores": 2, "torch": "x", "python": "3", "date": "2026-01-01"}
+    decode_hf = {"model": "tiny", "dtype": "fp32", "inputs_per_s": 0.5, "speedup_vs_hf": 2.5,
+                 "speedup_vs_hf_per_round": 2.4, "peak_rss_mb": 100.0,
+                 "hf": {"inputs_per_s": 0.2, "peak_rss_mb": 120.0, "weight_matmul_flops_vs_ours": 1.26}}
+    text = report.render(machine, [r], [], [decode_hf])
+    train_row = next(line for line in text.splitlines() if line.startswith("| tiny | bf16 | 8 |"))
+    assert f"| {r['speedup_vs_hf']:,.2f}x (" in train_row
+    assert "| tiny | fp32 | 0.500 | 0.200 | 2.50x | 2.40x | 100 / 120 | 1.26 |" in text
+
+
 def test_decode_benchmark_against_hf_generate():
     if importlib.util.find_spec("transformers") is None:
         pytest.skip("transformers is not installed: bench_decode.py --hf compares with its generate()")

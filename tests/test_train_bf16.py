@@ -10,9 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import one_thread, write_dataset  # noqa: E402,F401 (fixtures)
+from fixture_data import one_thread, write_dataset, write_learnable_checkpoint  # noqa: E402,F401
 
-from lora_nlg import GPT2  # noqa: E402
 from lora_nlg.checkpoint import read_metrics  # noqa: E402
 from lora_nlg.train import main  # noqa: E402
 
@@ -22,15 +21,8 @@ DEMO_CONFIG = str(REPO / "configs" / "demo.yaml")
 
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory) -> Path:
-    """The demo's model size (`small`, 4 x 128) with random weights; final LayerNorm gain 10 so that the logits
-    can move far enough from uniform for LoRA to lower the loss a lot in 200 steps."""
-    torch.manual_seed(0)
-    model = GPT2.from_preset("small")
-    with torch.no_grad():
-        model.transformer.ln_f.weight.mul_(10)
-    out = tmp_path_factory.mktemp("small-learnable")
-    model.save_pretrained(out)
-    return out
+    """The demo's model size (`small`, 4 x 128), random, with room for LoRA to lower the loss in 200 steps."""
+    return write_learnable_checkpoint(tmp_path_factory.mktemp("small-learnable"), "small")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import data_dir, one_thread, write_dataset  # noqa: E402,F401 (fixtures)
+from fixture_data import data_dir, one_thread, write_dataset, write_learnable_checkpoint  # noqa: E402,F401
 
 import lora_nlg.train as train_mod  # noqa: E402
 from lora_nlg import GPT2  # noqa: E402
@@ -30,15 +30,7 @@ CONFIG = str(REPO / "configs" / "e2e.yaml")
 
 @pytest.fixture(scope="module")
 def learnable_checkpoint(tmp_path_factory):
-    """Random tiny GPT-2 whose final LayerNorm gain is 10: with gain 1 and 0.02-scale embeddings the logits cannot
-    leave ~N(0, 0.16), so no adapter could lower the loss much below ln(50257)."""
-    torch.manual_seed(0)
-    model = GPT2.from_preset("tiny")
-    with torch.no_grad():
-        model.transformer.ln_f.weight.mul_(10)
-    out = tmp_path_factory.mktemp("tiny-learnable")
-    model.save_pretrained(out)
-    return out
+    return write_learnable_checkpoint(tmp_path_factory.mktemp("tiny-learnable"), "tiny")
 
 
 def overrides(ckpt: Path, data: Path, out: Path, run: str = "run", **extra) -> list[str]:
