@@ -13,6 +13,8 @@ from typing import Sequence
 
 import torch
 
+from lora_nlg.objective import REFERENCE_DENOM_EPS, token_loss_sum
+
 
 def require_transformers():
     """The transformers module, or SystemExit saying how to get it (it is a test/bench-only dependency)."""
@@ -22,6 +24,14 @@ def require_transformers():
         raise SystemExit(f"--hf needs the `transformers` package (a bench/test-only dependency; "
                          f"pip install transformers): {e}") from None
     return transformers
+
+
+def load_base_weights(hf, state: dict[str, torch.Tensor], assign: bool, who: str) -> None:
+    """Our base state dict into a GPT2LMHeadModel (the same names); only the tied lm_head may be absent."""
+    result = hf.load_state_dict(state, strict=False, assign=assign)
+    missing = [k for k in result.missing_keys if k != "lm_head.weight"]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"{who}: missing {missing}, unexpected {result.unexpected_keys}")
 
 
 # ---------------------------------------------------------------------------------------------- decode
@@ -37,11 +47,8 @@ def build_hf_model_from_ours(model, attn_implementation: str = "sdpa"):
     cfg = transformers.GPT2Config.from_dict(model.config.to_hf_dict())
     cfg._attn_implementation = attn_implementation
     hf = transformers.GPT2LMHeadModel(cfg)
-    state = model.base_state_dict()
-    result = hf.load_state_dict(state, strict=False, assign=True)  # assign: HF's parameters become our tensors
-    missing = [k for k in result.missing_keys if k != "lm_head.weight"]
-    if missing or result.unexpected_keys:
-        raise RuntimeError(f"build_hf_model_from_ours: missing {missing}, unexpected {result.unexpected_keys}")
+    # assign: HF's parameters become our tensors
+    load_base_weights(hf, model.base_state_dict(), assign=True, who="build_hf_model_from_ours")
     hf.tie_weights()
     if hf.lm_head.weight.data_ptr() != hf.transformer.wte.weight.data_ptr():
         raise RuntimeError("build_hf_model_from_ours: HF's LM head is not tied to wte")
@@ -97,10 +104,8 @@ def build_hf_peft_for_training(model, dropout: float, r: int = 4, alpha: float =
     except ImportError as e:
         raise SystemExit(f"--hf needs the `peft` package (a bench/test-only dependency; pip install peft): {e}") from None
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config.from_dict(model.config.to_hf_dict()))
-    result = hf.load_state_dict({k: v.float().clone() for k, v in model.base_state_dict().items()}, strict=False)
-    missing = [k for k in result.missing_keys if k != "lm_head.weight"]
-    if missing or result.unexpected_keys:
-        raise RuntimeError(f"build_hf_peft_for_training: missing {missing}, unexpected {result.unexpected_keys}")
+    load_base_weights(hf, {k: v.float().clone() for k, v in model.base_state_dict().items()}, assign=False,
+                      who="build_hf_peft_for_training")
     lora = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=["c_attn"], fan_in_fan_out=True)
     return peft.get_peft_model(hf, lora).train()
 
@@ -119,6 +124,6 @@ def hf_training_step(hf, batch, attention_mask: torch.Tensor, precision_context,
     which log-softmaxes every position."""
     with precision_context():
         logits = hf(input_ids=batch.input_ids, attention_mask=attention_mask).logits
-        loss = torch.nn.functional.cross_entropy(logits[batch.loss_mask].float(), batch.targets, reduction="sum",
-                                                 label_smoothing=label_smoothing) / (batch.n_loss + 1e-4)
+        loss = token_loss_sum(logits[batch.loss_mask], batch.targets, label_smoothing) / (
+            batch.n_loss + REFERENCE_DENOM_EPS)
     loss.backward()

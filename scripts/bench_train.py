@@ -33,8 +33,7 @@ import torch  # noqa: E402
 from lora_nlg import GPT2, LoRAConfig, get_tokenizer  # noqa: E402
 from lora_nlg.batching import Example, collate, epoch_plan, load_examples  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
-from lora_nlg.objective import (REFERENCE_DENOM_EPS, apply_precision, autocast, batch_loss_sum,  # noqa: E402
-                                token_loss_sum)
+from lora_nlg.objective import REFERENCE_DENOM_EPS, apply_precision, autocast, batch_loss_sum  # noqa: E402
 from lora_nlg.optim import ReferenceAdamW  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
