@@ -46,7 +46,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from lora_nlg import GPT2, KVCache, get_tokenizer  # noqa: E402
-from lora_nlg.decode import DTYPES, BeamSettings, generate, plan_batches  # noqa: E402
+from lora_nlg.decode.search import BeamSettings, generate, plan_batches  # noqa: E402
+from lora_nlg.decode.stage import DTYPES  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
 
 from bench_train import measured_peak_flops  # noqa: E402  (scripts/ is on sys.path when run as a script)
@@ -60,7 +61,7 @@ def e2e_test_prompts(n: int) -> tuple[list[list[int]], str]:
     """The first n unique E2E test contexts as context_ids (BPE(context) + [50256])."""
     data = REPO / "data" / "e2e" / "test.jsonl"
     if data.is_file():
-        from lora_nlg.references import read_examples, unique_inputs
+        from lora_nlg.decode.reference_files import read_examples, unique_inputs
         return [list(e.context_ids) for e in unique_inputs(read_examples(data))[:n]], str(data.relative_to(REPO))
     if SHARED_E2E_TEST.is_file():
         enc, seen, prompts = get_tokenizer(), set(), []

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from lora_nlg.objective import REFERENCE_DENOM_EPS, token_loss_sum
+from lora_nlg.train.objective import REFERENCE_DENOM_EPS, token_loss_sum
 
 
 def require_transformers():

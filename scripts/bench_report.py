@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from lora_nlg.fsutil import atomic_file  # noqa: E402
+from lora_nlg.atomic import atomic_file  # noqa: E402
 
 
 def machine_description() -> dict:

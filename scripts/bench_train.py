@@ -31,10 +31,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads d
 import torch  # noqa: E402
 
 from lora_nlg import GPT2, LoRAConfig, get_tokenizer  # noqa: E402
-from lora_nlg.batching import Example, collate, epoch_plan, load_examples  # noqa: E402
+from lora_nlg.train.batching import Example, collate, epoch_plan, load_examples  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
-from lora_nlg.objective import REFERENCE_DENOM_EPS, apply_precision, autocast, batch_loss_sum  # noqa: E402
-from lora_nlg.optim import ReferenceAdamW  # noqa: E402
+from lora_nlg.train.objective import REFERENCE_DENOM_EPS, apply_precision, autocast, batch_loss_sum  # noqa: E402
+from lora_nlg.train.optim import ReferenceAdamW  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -89,7 +89,7 @@ def test_hf_model_built_from_ours_shares_weights_and_logits():
     import torch
 
     from lora_nlg import GPT2
-    from lora_nlg.decode import BeamSettings, generate, plan_batches
+    from lora_nlg.decode.search import BeamSettings, generate, plan_batches
 
     spec = importlib.util.spec_from_file_location("bench_hf", REPO / "scripts" / "bench_hf.py")
     bench_hf = importlib.util.module_from_spec(spec)

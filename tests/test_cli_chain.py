@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg import synthetic
+from lora_nlg.demo import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg import data, encoding
-from lora_nlg.datasets import dart, e2e, webnlg
-from lora_nlg.records import Example
+from lora_nlg.data import stage as data
+
+from lora_nlg.data import bpe_records as encoding
+from lora_nlg.data.datasets import dart, e2e, webnlg
+from lora_nlg.data.readers import Example
 from lora_nlg.tokenizer import get_tokenizer
 
 RAW = Path(__file__).resolve().parent / "fixtures" / "data" / "raw"

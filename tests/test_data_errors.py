@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg import data
-from lora_nlg.datasets import dart, e2e, webnlg
-from lora_nlg.records import DataError
+from lora_nlg.data import stage as data
+from lora_nlg.data.datasets import dart, e2e, webnlg
+from lora_nlg.data.readers import DataError
 
 RAW = Path(__file__).resolve().parent / "fixtures" / "data" / "raw"
 GOOD_XML_ENTRY = """<benchmark><entries>

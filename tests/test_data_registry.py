@@ -1,10 +1,10 @@
-"""The dataset registry: every module of lora_nlg.datasets is found, in the stage's order, and misuse is named."""
+"""The dataset registry: every module of lora_nlg.data.datasets is found, in the stage's order, and misuse is named."""
 from __future__ import annotations
 
 import pytest
 
-from lora_nlg.datasets import dataset_names, get_dataset
-from lora_nlg.records import DataError
+from lora_nlg.data.datasets import dataset_names, get_dataset
+from lora_nlg.data.readers import DataError
 
 
 def test_registry_finds_the_dataset_modules_in_order():

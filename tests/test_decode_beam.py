@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lora_nlg import GPT2, GPT2Config, LoRAConfig
-from lora_nlg.decode import BeamSettings, apply_bans, beam_search, generate, plan_batches, topk_stable
+from lora_nlg.decode.search import BeamSettings, apply_bans, beam_search, generate, plan_batches, topk_stable
 
 EOS = (50256, 628)
 

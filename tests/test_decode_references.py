@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg import references as R
+from lora_nlg.decode import reference_files as R
 from lora_nlg.tokenizer import get_tokenizer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "decode"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import re
 
-from lora_nlg import synthetic
-from lora_nlg.demo import split_for_demo
+from lora_nlg.demo import synthetic
+from lora_nlg.demo.stage import split_for_demo
 
 
 def read_pairs(path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lora_nlg import GPT2, LoRAConfig
-from lora_nlg.checkpoint_io import CheckpointError
+from lora_nlg.model.weights import CheckpointError
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from lora_nlg import GPT2, LoRAConfig
-from lora_nlg.lm_loss import fused_head_loss_sum
-from lora_nlg.model import EXPLICIT_ATTENTION_MAX_LEN, causal_attention
+from lora_nlg.model.lm_loss import fused_head_loss_sum
+from lora_nlg.model.network import EXPLICIT_ATTENTION_MAX_LEN, causal_attention
 
 
 def unfused_loss(h, weight, targets, eps):

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from lora_nlg import GPT2
-from lora_nlg.kv_cache import BeamKVCache
-from lora_nlg.lora import LoRAConfig
+from lora_nlg.model.kv_cache import BeamKVCache
+from lora_nlg.model.lora import LoRAConfig
 
 
 def _model(dtype=torch.float64):

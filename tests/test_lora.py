@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lora_nlg import GPT2, LoRAConfig
-from lora_nlg.lora import LoRAConv1D
+from lora_nlg.model.lora import LoRAConv1D
 
 
 def lora_model(seed=0, **kw) -> GPT2:

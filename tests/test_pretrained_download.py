@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg import pretrained
+from lora_nlg.model import hub as pretrained
 from lora_nlg.download import DownloadError
 
 

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
 from fixture_data import one_thread, write_dataset, write_learnable_checkpoint  # noqa: E402,F401
 
-from lora_nlg.checkpoint import read_metrics  # noqa: E402
-from lora_nlg.train import main  # noqa: E402
+from lora_nlg.train.report import read_metrics  # noqa: E402
+from lora_nlg.train.loop import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = str(REPO / "configs" / "demo.yaml")

@@ -16,11 +16,12 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
 from fixture_data import data_dir, one_thread, write_dataset, write_learnable_checkpoint  # noqa: E402,F401
 
-import lora_nlg.train as train_mod  # noqa: E402
+import lora_nlg.train.loop as train_mod  # noqa: E402
 from lora_nlg import GPT2  # noqa: E402
-from lora_nlg.checkpoint import load_training_state, read_metrics  # noqa: E402
+from lora_nlg.run_dir import load_training_state
+from lora_nlg.train.report import read_metrics  # noqa: E402
 from lora_nlg.config import load_config  # noqa: E402
-from lora_nlg.train import main  # noqa: E402
+from lora_nlg.train.loop import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "e2e.yaml")

@@ -43,7 +43,7 @@ class LoRASection:
 
     def to_lora_config(self):
         """The model's `lora_nlg.LoRAConfig` for these settings."""
-        from lora_nlg.lora import LoRAConfig
+        from lora_nlg.model.lora import LoRAConfig
 
         return LoRAConfig(r=self.r, alpha=self.alpha, dropout=self.dropout, targets=tuple(self.targets),
                           use_rslora=self.use_rslora, init=self.init)

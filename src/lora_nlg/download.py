@@ -4,7 +4,7 @@
 interrupted transfer with an HTTP Range request, shows a tqdm progress bar, checks size and sha256 and only
 then renames the file into place, so `dest` either does not exist or holds verified bytes. When the host
 cannot be reached it fails at once and says how to supply the file by hand. Used for the raw datasets
-(`lora_nlg.raw_files`) and for pretrained weights.
+(`lora_nlg.data.raw_files`) and for pretrained weights.
 """
 from __future__ import annotations
 

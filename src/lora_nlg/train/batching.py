@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from lora_nlg.records import DataError, read_jsonl_objects, require_field
+from lora_nlg.data.readers import DataError, read_jsonl_objects, require_field
 from lora_nlg.tokenizer import EOT_ID, VOCAB_SIZE
 
 PAD_ID = 0  # the reference pads with 0 ("!"); pads are never attended by real tokens nor given loss

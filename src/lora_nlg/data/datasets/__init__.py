@@ -1,8 +1,8 @@
 """The datasets the data stage knows, one module each, found by looking into this package.
 
 Every module here whose name does not start with "_" defines one dataset as `DATASET = Dataset(...)`: where its
-raw files live, the source formats it can be read from and the reader of each. The stage (`lora_nlg.data`) and
-the manifest (`lora_nlg.raw_files`) only go through this registry, so adding a dataset means adding one module;
+raw files live, the source formats it can be read from and the reader of each. The stage (`lora_nlg.data.stage`) and
+the manifest (`lora_nlg.data.raw_files`) only go through this registry, so adding a dataset means adding one module;
 helpers shared by several datasets live in "_"-modules (`_triples`).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from lora_nlg.records import SPLITS, DataError, Example, SplitSource
+from lora_nlg.data.readers import SPLITS, DataError, Example, SplitSource
 
 Reader = Callable[[list[Path]], list[Example]]
 # (dataset's raw directory, Source.files[split]) -> (the files found, in reading order; what was looked for)

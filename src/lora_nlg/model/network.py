@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lora_nlg.kv_cache import KVCache
-from lora_nlg.lm_loss import fused_head_loss_sum
-from lora_nlg.lora import Conv1D, LoRAConfig, LoRAConv1D, lora_slices_for, make_lora_conv, module_targets
+from lora_nlg.model.kv_cache import KVCache
+from lora_nlg.model.lm_loss import fused_head_loss_sum
+from lora_nlg.model.lora import Conv1D, LoRAConfig, LoRAConv1D, lora_slices_for, make_lora_conv, module_targets
 
 
 @dataclass(frozen=True)

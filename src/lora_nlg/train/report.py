@@ -1,11 +1,14 @@
 """What a training run tells: the start summary, metrics.jsonl lines, train_curves.png and the final summary."""
 from __future__ import annotations
 
+import json
+import math
 import time
+from pathlib import Path
 from typing import Any
 
-from lora_nlg import checkpoint as ckpt
-from lora_nlg.train_state import Session, empty_log_acc
+from lora_nlg.atomic import atomic_file
+from lora_nlg.train.state import Session, empty_log_acc
 
 
 class Reporter:
@@ -13,7 +16,7 @@ class Reporter:
 
     def __init__(self, s: Session) -> None:
         self.s = s
-        self.metrics = ckpt.MetricsLog(s.run_dir / "metrics.jsonl") if s.env.is_main else None
+        self.metrics = MetricsLog(s.run_dir / "metrics.jsonl") if s.env.is_main else None
         self._last_plot = -float("inf")
 
     def log(self, val_loss: float | None = None) -> dict[str, Any]:
@@ -24,7 +27,7 @@ class Reporter:
                "loss": acc["loss"] / acc["updates"] if acc["updates"] else None,
                "tokens_per_s": round(acc["tokens"] / acc["seconds"], 1) if acc["seconds"] > 0 else None}
         if val_loss is not None:
-            row.update(val_loss=val_loss, val_ppl=ckpt.perplexity(val_loss))
+            row.update(val_loss=val_loss, val_ppl=perplexity(val_loss))
         if self.metrics is not None:
             self.metrics.write(row)
         p.log_acc = empty_log_acc()
@@ -33,7 +36,7 @@ class Reporter:
     def plot(self, throttle: bool = False) -> None:
         if throttle and time.perf_counter() - self._last_plot <= 60:  # matplotlib costs ~0.3 s
             return
-        ckpt.plot_curves(self.s.run_dir / "metrics.jsonl", self.s.run_dir / "train_curves.png")
+        plot_curves(self.s.run_dir / "metrics.jsonl", self.s.run_dir / "train_curves.png")
         self._last_plot = time.perf_counter()
 
     def close(self) -> None:
@@ -71,7 +74,7 @@ def print_start_summary(s: Session) -> None:
 
 def print_final_summary(s: Session, seconds: float) -> None:
     p, run_dir = s.progress, s.run_dir
-    best = (f"{p.best_val_loss:.4f} (ppl {ckpt.perplexity(p.best_val_loss):.2f}) at step "
+    best = (f"{p.best_val_loss:.4f} (ppl {perplexity(p.best_val_loss):.2f}) at step "
             f"{p.best_step} -> {run_dir / 'best'}" if p.best_step >= 0 else "n/a (no validation)")
     print("\n".join([
         "-" * 72,
@@ -86,3 +89,69 @@ def print_final_summary(s: Session, seconds: float) -> None:
 def fmt_seconds(s: float) -> str:
     h, rem = divmod(int(s), 3600)
     return f"{h}h{rem // 60:02d}m{rem % 60:02d}s" if h else f"{rem // 60}m{rem % 60:02d}s"
+
+
+# ---------------------------------------------------------------------------------------------- metrics file
+class MetricsLog:
+    """Append-only metrics.jsonl (flushed per line)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop lines logged after `last_step` (written after the checkpoint we resume from) so nothing repeats."""
+    if not path.is_file():
+        return
+    rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
+    with atomic_file(path) as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def plot_curves(metrics_path: Path, out_png: Path) -> None:
+    """train_curves.png: training loss and validation loss (left), learning rate (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r and r["loss"] is not None]
+    valid = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+    lrs = [(r["step"], r["lr"]) for r in rows if "lr" in r]
+    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        ax_loss.plot(*zip(*train), label="train loss (label-smoothed)", lw=1)
+    if valid:
+        ax_loss.plot(*zip(*valid), "o-", label="validation loss", lw=1.5, ms=3)
+    ax_loss.set_xlabel("optimizer update")
+    ax_loss.set_ylabel("loss (nats / completion token)")
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    if lrs:
+        ax_lr.plot(*zip(*lrs), color="tab:green", lw=1)
+    ax_lr.set_xlabel("optimizer update")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_file(out_png, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else float("inf")

@@ -14,8 +14,8 @@ import math
 import sys
 from pathlib import Path
 
-from lora_nlg.encoding import jsonl_lines, load_jsonl
-from lora_nlg.fsutil import atomic_file
+from lora_nlg.data.bpe_records import jsonl_lines, load_jsonl
+from lora_nlg.atomic import atomic_file
 
 
 def group_by_context(records: list[dict]) -> list[list[dict]]:
@@ -54,7 +54,8 @@ VALID_INPUTS, TEST_INPUTS = 40, 100
 
 def prepare(demo_dir: Path, raw_dir: Path | None) -> dict:
     """Real E2E when `raw_dir` holds it (train on its validation set), else the generated restaurant set."""
-    from lora_nlg import data, synthetic
+    from lora_nlg.data import stage as data
+    from lora_nlg.demo import synthetic
 
     out = demo_dir / "data" / "e2e"
     if raw_dir is not None and (raw_dir / "e2e" / "valid.txt").is_file() and (raw_dir / "e2e" / "test.txt").is_file():

@@ -1,4 +1,4 @@
-"""The raw files of every dataset: the manifest (`scripts/manifest.tsv`: URL, size, sha256 per file), their
+"""The raw files of every dataset: the manifest (`manifest.tsv` beside this module: URL, size, sha256 per file), their
 download into `<out>/raw/<dataset>/` and the sha256 check of files supplied by hand (`--verify`).
 
 Downloads themselves (resume, progress, verification before the rename) are `lora_nlg.download`'s; this module
@@ -14,12 +14,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lora_nlg.datasets import Dataset, registry
+from lora_nlg.data.datasets import Dataset, registry
 from lora_nlg.download import DownloadError, download, sha256_file
-from lora_nlg.records import SPLITS, DataError, read_utf8
+from lora_nlg.data.readers import SPLITS, DataError, read_utf8
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MANIFEST = REPO_ROOT / "scripts" / "manifest.tsv"
+# Package data, so an installed lora-nlg finds it too (not a file of the repository checkout).
+DEFAULT_MANIFEST = Path(__file__).resolve().with_name("manifest.tsv")
 MANIFEST_COLUMNS = ["dataset", "source", "split", "path", "size", "sha256", "url"]
 
 

@@ -9,13 +9,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from lora_nlg import checkpoint as ckpt
-from lora_nlg.batching import Example, load_examples, validation_batches
+from lora_nlg.train.batching import Example, load_examples, validation_batches
 from lora_nlg.config import ConfigError, RunConfig, diff
-from lora_nlg.objective import apply_precision
-from lora_nlg.optim import Optimization, derive_max_steps
-from lora_nlg.run import base_model_name, build_run_model, config_path, read_config, write_config
-from lora_nlg.train_state import Session, TrainData, TrainingError, TrainModel, load_step
+from lora_nlg.train.objective import apply_precision
+from lora_nlg.train.optim import Optimization, derive_max_steps
+from lora_nlg.run_dir import (base_model_name, build_run_model, config_path, is_run_dir_in_use, latest_step_dir,
+                              read_config, remove_stale_temporaries, write_config)
+from lora_nlg.train.report import truncate_metrics
+from lora_nlg.train.state import Session, TrainData, TrainingError, TrainModel, load_step
 
 # Keys that may change between a run and its resumption without changing what is being trained.
 RESUMABLE_CHANGES = {"train.resume", "train.log_interval", "train.eval_interval", "train.eval_at_start",
@@ -60,15 +61,15 @@ def find_resume_dir(cfg: RunConfig, env, run_dir: Path) -> Path | None:
 
 
 def decide_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
-    if not ckpt.is_run_dir_in_use(run_dir):
+    if not is_run_dir_in_use(run_dir):
         return {}
     if not cfg.train.resume:
         raise TrainingError(f"run directory {run_dir} already exists: pass RESUME=1 (train.resume=true) to "
                             f"continue it, or choose another RUN=<name> (nothing was overwritten)")
-    ckpt.remove_stale_temporaries(run_dir)
+    remove_stale_temporaries(run_dir)
     if config_path(run_dir).is_file():
         check_resumable(read_config(run_dir), cfg, run_dir)
-    resume = ckpt.latest_step_dir(run_dir)
+    resume = latest_step_dir(run_dir)
     if resume is None:
         tqdm.write(f"note: no complete checkpoint in {run_dir}; starting from scratch")
     return {"resume": str(resume) if resume else ""}
@@ -91,7 +92,7 @@ def check_resumable(saved: RunConfig, cfg: RunConfig, run_dir: Path) -> None:
 def write_run_dir(s: Session) -> None:
     s.run_dir.mkdir(parents=True, exist_ok=True)
     # Lines logged after the checkpoint we resume from would repeat: drop them (all of them on a fresh start).
-    ckpt.truncate_metrics(s.run_dir / "metrics.jsonl", s.progress.step if s.progress.resumed_from else -1)
+    truncate_metrics(s.run_dir / "metrics.jsonl", s.progress.step if s.progress.resumed_from else -1)
     write_config(s.cfg, s.run_dir)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lora_nlg import checkpoint_io
-from lora_nlg.lora import LoRAConfig
-from lora_nlg.model import GPT2Network
+from lora_nlg.model import weights as checkpoint_io
+from lora_nlg.model.lora import LoRAConfig
+from lora_nlg.model.network import GPT2Network
 
 
 class GPT2(GPT2Network):

@@ -10,8 +10,8 @@ Serialisation (reference `format_converting_*.py` + `gpt2_encode.py --add_bos --
 BPE is the plain GPT-2 encoder: literal "<|endoftext|>" text in the data is ordinary text, never token 50256.
 
 This module is the stage itself (options, order of work, summary). The datasets are one module each in
-`lora_nlg.datasets` (the registry), the shared file readers and `DataError` in `lora_nlg.records`, encoding,
-statistics and writing in `lora_nlg.encoding`, the manifest, downloads and `--verify` in `lora_nlg.raw_files`.
+`lora_nlg.data.datasets` (the registry), the shared file readers and `DataError` in `lora_nlg.data.readers`, encoding,
+statistics and writing in `lora_nlg.data.bpe_records`, the manifest, downloads and `--verify` in `lora_nlg.data.raw_files`.
 
 CLI: `python -m lora_nlg.data --dataset e2e|webnlg|dart|all [--raw-dir DIR] [--splits valid,test] ...`
 (or `make data`); errors print `error: ...` and exit 1, leaving no partial files.
@@ -23,10 +23,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lora_nlg.datasets import Dataset, dataset_names, get_dataset, registry
-from lora_nlg.encoding import atomic_write_lines, encode_examples, jsonl_lines, split_stats, write_stats
-from lora_nlg.raw_files import DEFAULT_MANIFEST, ManifestEntry, download_split, read_manifest, verify_files
-from lora_nlg.records import SPLITS, DataError, SplitSource
+from lora_nlg.data.datasets import Dataset, dataset_names, get_dataset, registry
+from lora_nlg.data.bpe_records import atomic_write_lines, encode_examples, jsonl_lines, split_stats, write_stats
+from lora_nlg.data.raw_files import DEFAULT_MANIFEST, ManifestEntry, download_split, read_manifest, verify_files
+from lora_nlg.data.readers import SPLITS, DataError, SplitSource
 
 SPLIT_ALIASES = {"dev": "valid"}
 

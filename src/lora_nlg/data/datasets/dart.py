@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lora_nlg.datasets import Dataset, Source, first_file
-from lora_nlg.datasets._triples import lex_text, reference_text, triple_context, xml_triples
-from lora_nlg.records import DataError, Example, read_json, read_xml, require_field
+from lora_nlg.data.datasets import Dataset, Source, first_file
+from lora_nlg.data.datasets._triples import lex_text, reference_text, triple_context, xml_triples
+from lora_nlg.data.readers import DataError, Example, read_json, read_xml, require_field
 
 
 def read_dart_json(path: Path) -> list[Example]:

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from lora_nlg import checkpoint as ckpt
-from lora_nlg.batching import Batch, Example, collate, epoch_plan, rank_share, split_by_tokens
-from lora_nlg.optim import Optimization
+from lora_nlg.run_dir import ADAPTER_FILE, load_training_state, prune_steps, write_checkpoint_dir
+from lora_nlg.train.batching import Batch, Example, collate, epoch_plan, rank_share, split_by_tokens
+from lora_nlg.train.optim import Optimization
 
 
 class TrainingError(RuntimeError):
@@ -113,9 +113,9 @@ def adapter_meta(s: Session) -> dict[str, Any]:
             "best_step": p.best_step, "best_val_loss": p.best_val_loss if math.isfinite(p.best_val_loss) else None}
 
 
-def save_adapter(s: Session, name: str) -> Path:
+def save_named_adapter(s: Session, name: str) -> Path:
     """`run_dir/<name>/` (best, final) with the adapter and its meta.json; rank 0 only."""
-    return ckpt.save_adapter(s.net.model, s.run_dir / name, s.net.base_path, meta=adapter_meta(s))
+    return write_checkpoint_dir(s.net.model, s.run_dir / name, s.net.base_path, meta=adapter_meta(s))
 
 
 def training_state(s: Session) -> dict[str, Any]:
@@ -136,20 +136,20 @@ def save_step(s: Session) -> None:
     state = training_state(s)
     if s.env.is_main:
         out = s.run_dir / f"step-{s.progress.step}"
-        ckpt.save_adapter(s.net.model, out, s.net.base_path, meta=adapter_meta(s), state=state)
-        ckpt.prune_steps(s.run_dir, s.cfg.train.keep_last)
+        write_checkpoint_dir(s.net.model, out, s.net.base_path, meta=adapter_meta(s), state=state)
+        prune_steps(s.run_dir, s.cfg.train.keep_last)
     s.env.barrier()
 
 
 def load_step(s: Session, step_dir: Path) -> None:
     """Continue from `step_dir`: adapter, optimizer/scheduler/scaler, progress and this rank's RNG states."""
     env = s.env
-    state = ckpt.load_training_state(step_dir)
+    state = load_training_state(step_dir)
     if state["world_size"] != env.world_size or state["unit_size"] != s.data.unit_size:
         raise TrainingError(f"{step_dir} was written by {state['world_size']} process(es) with "
                             f"{state['unit_size']} examples per global batch; resume with the same NPROC x "
                             f"NNODES and train.batch_size (now {env.world_size} and {s.data.unit_size})")
-    s.net.model.load_lora(step_dir / ckpt.ADAPTER_FILE)
+    s.net.model.load_lora(step_dir / ADAPTER_FILE)
     s.opt.load_state_dict(state, s.cfg.train, state["max_steps"], s.max_steps)
     p = s.progress
     p.step, p.epoch, p.unit_pos = state["step"], state["epoch"], state["unit_pos"]

@@ -1,7 +1,7 @@
 """What the data-reading modules share: the `Example` record, `DataError` and the readers of UTF-8, JSON, XML and
 JSON-lines files whose errors name `path:line`.
 
-Kept apart from the data stage so that the dataset modules (`lora_nlg.datasets`), batching, references and
+Kept apart from the data stage so that the dataset modules (`lora_nlg.data.datasets`), batching, references and
 predictions all read files the same way, and report a bad file the same way, without importing the stage's CLI.
 """
 from __future__ import annotations

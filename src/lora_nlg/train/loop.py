@@ -23,14 +23,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from lora_nlg import checkpoint as ckpt
-from lora_nlg.batching import DataError
+from lora_nlg.run_dir import latest_step_dir
+from lora_nlg.train.batching import DataError
 from lora_nlg.config import ConfigError, load_config
 from lora_nlg.distributed import init_distributed
-from lora_nlg.objective import REFERENCE_DENOM_EPS, autocast, batch_loss_sum
-from lora_nlg.train_report import Reporter, print_final_summary, print_start_summary
-from lora_nlg.train_setup import setup
-from lora_nlg.train_state import Session, TrainingError, save_adapter, save_step
+from lora_nlg.train.objective import REFERENCE_DENOM_EPS, autocast, batch_loss_sum
+from lora_nlg.train.report import Reporter, perplexity, print_final_summary, print_start_summary
+from lora_nlg.train.setup import setup
+from lora_nlg.train.state import Session, TrainingError, save_named_adapter, save_step
 
 
 # ---------------------------------------------------------------------------------------------- signals
@@ -84,7 +84,7 @@ def train_update(s: Session) -> dict[str, float]:
     loss = total_sum / (n_loss_global + REFERENCE_DENOM_EPS)
     if not math.isfinite(loss):
         s.opt.optimizer.zero_grad(set_to_none=True)
-        last = ckpt.latest_step_dir(s.run_dir)
+        last = latest_step_dir(s.run_dir)
         raise TrainingError(f"non-finite training loss ({loss}) at update {s.progress.step + 1} (epoch "
                             f"{s.progress.epoch}); stopped before applying it. Last good checkpoint: "
                             f"{last or 'none yet'}. Try a lower train.lr, train.clip=1.0, or train.precision=fp32")
@@ -123,10 +123,10 @@ def run_validation(s: Session, report: Reporter, bar) -> None:
     if improved:
         p.best_val_loss, p.best_step = val_loss, p.step
         if env.is_main:
-            save_adapter(s, "best")
+            save_named_adapter(s, "best")
     env.barrier()
     if env.is_main:
-        bar.write(f"step {p.step}: val_loss {val_loss:.4f}  ppl {ckpt.perplexity(val_loss):.2f}"
+        bar.write(f"step {p.step}: val_loss {val_loss:.4f}  ppl {perplexity(val_loss):.2f}"
                   + ("  (best)" if improved else ""))
         report.plot(throttle=True)  # the end of the run always plots
 
@@ -193,7 +193,7 @@ def after_update(s: Session, report: Reporter, bar, stop: "StopSignal", start_st
 
 def finish(s: Session, report: Reporter, seconds: float) -> None:
     if s.env.is_main:
-        save_adapter(s, "final")
+        save_named_adapter(s, "final")
         report.plot()
     s.env.barrier()
     if s.env.is_main:

@@ -11,8 +11,8 @@ import io
 import re
 from pathlib import Path
 
-from lora_nlg.datasets import Dataset, Source, first_file
-from lora_nlg.records import DataError, Example, read_utf8
+from lora_nlg.data.datasets import Dataset, Source, first_file
+from lora_nlg.data.readers import DataError, Example, read_utf8
 
 # E2E CSV attribute -> name used in LoRA's `name : X | Type : Y` serialisation (checked on devset.csv/valid.txt).
 E2E_ATTRIBUTE_NAMES = {"name": "name", "eatType": "Type", "food": "food", "priceRange": "price",

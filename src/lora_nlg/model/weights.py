@@ -18,9 +18,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
-from lora_nlg.fsutil import atomic_file
-from lora_nlg.lora import LoRAConfig, LoRAConv1D, make_lora_conv
-from lora_nlg.model import (IGNORABLE_SUFFIXES, TIED_HEAD_KEY, CheckpointError, GPT2Config, GPT2Network,
+from lora_nlg.atomic import atomic_file
+from lora_nlg.model.lora import LoRAConfig, LoRAConv1D, make_lora_conv
+from lora_nlg.model.network import (IGNORABLE_SUFFIXES, TIED_HEAD_KEY, CheckpointError, GPT2Config, GPT2Network,
                             _check_keys_and_shapes)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

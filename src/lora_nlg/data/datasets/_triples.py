@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable
 
-from lora_nlg.records import DataError
+from lora_nlg.data.readers import DataError
 
 
 def triple_context(triples: Iterable[tuple[str, str, str]], lower_relation: bool = False) -> str:

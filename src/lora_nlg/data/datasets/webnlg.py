@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from lora_nlg.datasets import Dataset, Source, first_file, single_file
-from lora_nlg.datasets._triples import lex_text, reference_text, triple_context, xml_triples
-from lora_nlg.records import DataError, Example, read_json, read_xml, require_field
+from lora_nlg.data.datasets import Dataset, Source, first_file, single_file
+from lora_nlg.data.datasets._triples import lex_text, reference_text, triple_context, xml_triples
+from lora_nlg.data.readers import DataError, Example, read_json, read_xml, require_field
 
 WEBNLG_SEEN_CATEGORIES = frozenset({"Airport", "Astronaut", "Building", "City", "ComicsCharacter", "Food",
                                     "Monument", "SportsTeam", "University", "WrittenWork"})

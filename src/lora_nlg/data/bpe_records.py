@@ -14,8 +14,8 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from lora_nlg.fsutil import atomic_file
-from lora_nlg.records import SPLITS, Example, SplitSource, read_jsonl_objects, require_field
+from lora_nlg.atomic import atomic_file
+from lora_nlg.data.readers import SPLITS, Example, SplitSource, read_jsonl_objects, require_field
 from lora_nlg.tokenizer import EOT_ID, get_tokenizer
 
 EVAL_LEN = 64  # the reference's beam-search `eval_len`: longer references cannot be generated in full

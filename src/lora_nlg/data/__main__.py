@@ -1,0 +1,5 @@
+import sys
+
+from lora_nlg.data.stage import main
+
+sys.exit(main())

@@ -1,0 +1,14 @@
+"""The decode stage (`make decode`, `python -m lora_nlg.decode`): beam search -> predictions and metric files.
+
+`search` is the reference's beam search on token ids (no CLI, no files): `from lora_nlg.decode import beam_search`.
+`stage` is the command (the model of a run, inputs, sharding over processes, output files) and `reference_files`
+formats the reference/hypothesis files the metric scripts read (torch-free).
+"""
+from lora_nlg.lazy_exports import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **{name: "lora_nlg.decode.search" for name in (
+        "BeamSettings", "Hypothesis", "beam_search", "generate", "plan_batches", "search_batch", "apply_bans",
+        "topk_stable")},
+    **{name: "lora_nlg.decode.stage" for name in ("DTYPES", "DecodeError", "load_model", "parse_args", "run", "main")},
+})

@@ -1,0 +1,5 @@
+import sys
+
+from lora_nlg.demo.stage import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from lora_nlg.train.loop import main
+
+sys.exit(main())
