@@ -30,7 +30,7 @@ RESUME   ?= 0
 ARGS     ?=
 PYTEST_ARGS ?=
 
-.PHONY: pretrained help setup test data train decode eval demo bench bench-train bench-decode e2e webnlg dart clean-venv
+.PHONY: pretrained help setup test data train decode generate eval demo bench bench-train bench-decode e2e webnlg dart clean-venv
 
 help: ## list targets
 	@grep -E '^[a-zA-Z0-9_ -]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -90,6 +90,12 @@ bench-train: setup ## training throughput vs the reference's pad-to-512 regime (
 
 decode: setup ## beam search -> checkpoints/$(RUN)/decode/$(SPLIT)/ (RUN, SPLIT, NPROC, ARGS="decode.beam=5 --checkpoint best")
 	$(LAUNCH) lora_nlg.decode --run-name $(RUN) --split $(SPLIT) $(ARGS)
+
+# One generated text per input line on stdout (errors on stderr name the line; exit 1 if any line failed).
+INPUT ?= -
+
+generate: setup ## text for new inputs, one per line (RUN, INPUT=file, - or unset = stdin; ARGS="--jsonl decode.beam=5")
+	@$(PY) -m lora_nlg.generate --run $(RUN) --input $(or $(INPUT),-) $(ARGS)
 
 bench-decode: setup ## beam-search speed vs the reference regime (ARGS="--batch 1,16 --dtype bf16 --reference")
 	$(PY) scripts/bench_decode.py --model $(if $(filter-out file,$(origin MODEL)),$(MODEL),gpt2) \
