@@ -81,7 +81,7 @@ def benchmark_examples(name: str, max_seq_len: int = 512) -> tuple[list[Example]
     try:
         return _encode_pairs(_shared_pairs(name), max_seq_len), f"../shared/data ({name} dev)"
     except (FileNotFoundError, KeyError, ValueError):
-        return _synthetic(name), "synthetic (fixed seed, §1.3 statistics)"
+        return _synthetic(name), "synthetic (fixed seed, E2E-like lengths)"
 
 
 # ---------------------------------------------------------------------------------------------- steps
