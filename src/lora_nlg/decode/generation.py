@@ -46,8 +46,7 @@ class InputError(ValueError):
 
 @dataclass
 class Generated:
-    input: str        # the line as given
-    context: str      # its data-stage serialisation (what the model is prompted with, before BPE)
+    context: str      # the input's data-stage serialisation (what the model is prompted with, before BPE)
     text: str         # generated text, cut as `make decode` cuts it
     score: float      # the beam search's normalised score
     tokens: int       # generated tokens (without the end token)
@@ -146,7 +145,7 @@ def generate_batch(model: GPT2, cfg: RunConfig, contexts: list[str], max_batch_t
     tok = get_tokenizer()
     out: list[Generated | InputError] = list(prompts)  # errors stay in place
     for i, h in zip(good, hyps):
-        out[i] = Generated(contexts[i], contexts[i], cut_text(tok.decode(h.ids)), h.score, len(h.ids), h.finished)
+        out[i] = Generated(contexts[i], cut_text(tok.decode(h.ids)), h.score, len(h.ids), h.finished)
     return out
 
 
@@ -242,27 +241,24 @@ def run(args) -> int:
                                     peft=args.peft, base=args.base)
     ready_for_inference(model, resolve_device(args.device), args.dtype)
     print(f"generate: {what}, {len(lines)} input line(s) from {source}\n  {decode_settings(cfg)}", file=sys.stderr)
-    results: list[Generated | InputError] = []
-    contexts: dict[int, str] = {}
+    contexts: dict[int, str] = {}   # line number -> serialisation
+    results: dict[int, Generated | InputError] = {}
     for number, line in enumerate(lines, 1):
         try:
             contexts[number] = serialise_input(line, dataset)
         except InputError as e:
-            results.append(e)
-            continue
-        results.append(None)  # type: ignore[arg-type]  # filled below
-    generated = iter(generate_batch(model, cfg, list(contexts.values()), args.max_batch_tokens,
-                                    progress=sys.stderr.isatty()))
-    results = [r if r is not None else next(generated) for r in results]
+            results[number] = e
+    results.update(zip(contexts, generate_batch(model, cfg, list(contexts.values()), args.max_batch_tokens,
+                                                progress=sys.stderr.isatty())))
     failed = 0
-    for number, (line, r) in enumerate(zip(lines, results), 1):
+    for number, line in enumerate(lines, 1):
+        r = results[number]
         if isinstance(r, InputError):
             failed += 1
             print(f"error: {source}:{number}: {r}", file=sys.stderr)
             print(json.dumps({"line": number, "input": line, "error": str(r)}, ensure_ascii=False)
                   if args.jsonl else "")
             continue
-        r.input = line
         print(json.dumps({"line": number, "input": line, "context": r.context, "text": r.text,
                           "score": round(r.score, 6), "tokens": r.tokens, "finished": r.finished},
                          ensure_ascii=False) if args.jsonl else r.text)
