@@ -132,7 +132,8 @@ $(DEMO_DATA): | $(STAMP)
 
 $(DEMO_BASE): $(DEMO_DATA)
 	@echo "== demo 2/6: pretraining a small GPT-2 on the training texts (the demo's stand-in for GPT-2 M)"
-	$(PY) -m lora_nlg.pretrain $(DEMO_DIR)/data/e2e/train.jsonl $(DEMO_DIR)/base --preset small --steps $(DEMO_STEPS)
+	$(PY) -m lora_nlg.pretrain $(DEMO_DIR)/data/e2e/train.jsonl $(DEMO_DIR)/base --preset small --steps $(DEMO_STEPS) \
+		--group-references
 
 $(DEMO_ADAPTER): $(DEMO_BASE)
 	@echo "== demo 3/6: LoRA fine-tuning (the real training stage, configs/demo.yaml)"

@@ -90,3 +90,15 @@ def test_summary_shows_three_examples_side_by_side_and_the_generate_command(tmp_
     assert text.index("BLEU") < text.index("[1] name : R2 | Type : pub") < text.index("[3] name : R10")
     assert "    base model: base 6\n    + LoRA:     lora 6\n    reference:  R6 is a pub ." in text
     assert text.rstrip().endswith('echo "name[The Eagle]" | make generate RUN=demo')
+
+
+def test_pretraining_documents_can_group_the_references_of_an_input(tmp_path):
+    from lora_nlg.demo.base_model import read_documents
+
+    rows = [{"context_ids": [1, 50256], "completion_ids": [5, 50256]},
+            {"context_ids": [1, 50256], "completion_ids": [6, 50256]},
+            {"context_ids": [2, 50256], "completion_ids": [7, 50256]}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_documents(path) == [[1, 50256], [5, 50256], [6, 50256], [2, 50256], [7, 50256]]
+    assert read_documents(path, group_references=True) == [[1, 50256], [2, 50256], [5, 50256, 6, 50256], [7, 50256]]
