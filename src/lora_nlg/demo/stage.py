@@ -135,7 +135,9 @@ def format_table(summary: dict) -> str:
     lines = [f"Demo data ({data['kind']}): {data['dataset']}",
              f"  train: {data['train']}", f"  valid: {data['valid']}", f"  test:  {data['test']}",
              f"Base model: GPT-2 '{summary['base_model']['preset']}' pretrained here for "
-             f"{summary['base_model']['steps']} steps on the training texts (NOT GPT-2 M; not the paper's setting)",
+             f"{summary['base_model']['steps']} steps on the training texts"
+             f"{' (the references of an input as one document)' if summary['base_model'].get('group_references') else ''}"
+             f" (NOT GPT-2 M; not the paper's setting)",
              "", f"{'test scores':<14}{'base model':>12}{'+ LoRA':>12}", "-" * 38]
     lines += [f"{k:<14}{base.get(k, math.nan):>12.4f}{lora[k]:>12.4f}" for k in keys]
     curve = summary["val_loss_curve"]
