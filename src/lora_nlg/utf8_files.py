@@ -16,7 +16,8 @@ class Utf8FileError(ValueError):
 
     def __init__(self, path: Path, reason: str, line: int | None = None, column: int | None = None,
                  offset: int | None = None, byte: int | None = None):
-        self.path, self.reason, self.line, self.column, self.offset, self.byte = path, reason, line, column, offset, byte
+        self.path, self.reason = path, reason
+        self.line, self.column, self.offset, self.byte = line, column, offset, byte
         where = "" if line is None else f":{line}:{column}: invalid UTF-8 byte 0x{byte:02x}"
         super().__init__(f"{path}{where}: {reason}")
 

@@ -20,7 +20,8 @@ PAD_ID = 0  # the reference pads with 0 ("!"); pads are never attended by real t
 
 
 @dataclass(frozen=True)
-class Example:
+class TrainingSequence:
+    """One training example as the model sees it: its tokens and where its completion starts."""
     tokens: tuple[int, ...]  # full[:L]
     n_context: int           # c = len(context_ids), its last token is the 50256 separator
 
@@ -45,7 +46,7 @@ def _token_list(row: dict, name: str, where: str) -> list[int]:
     return value
 
 
-def load_examples(path: str | Path, max_seq_len: int, limit: int = 0) -> list[Example]:
+def load_examples(path: str | Path, max_seq_len: int, limit: int = 0) -> list[TrainingSequence]:
     """Examples of a data-stage jsonl file (`context_ids`, `completion_ids` per line), checked line by line."""
     path = Path(path)
     if not path.is_file():
@@ -56,7 +57,7 @@ def load_examples(path: str | Path, max_seq_len: int, limit: int = 0) -> list[Ex
     examples = []
     for where, row in read_jsonl_objects(path):
         context, completion = _token_list(row, "context_ids", where), _token_list(row, "completion_ids", where)
-        examples.append(Example(tuple((context + completion)[:max_seq_len]), len(context)))
+        examples.append(TrainingSequence(tuple((context + completion)[:max_seq_len]), len(context)))
         if limit and len(examples) >= limit:
             break
     if not examples:
@@ -89,12 +90,12 @@ def rank_share(unit: list[int], rank: int, world_size: int) -> list[int]:
     return unit[rank::world_size]
 
 
-def split_by_tokens(examples: list[Example], max_tokens: int) -> list[list[Example]]:
+def split_by_tokens(examples: list[TrainingSequence], max_tokens: int) -> list[list[TrainingSequence]]:
     """Chunks whose padded size (rows x longest row) stays <= max_tokens (at least one example each)."""
     if max_tokens <= 0:
         return [examples]
-    chunks: list[list[Example]] = []
-    current: list[Example] = []
+    chunks: list[list[TrainingSequence]] = []
+    current: list[TrainingSequence] = []
     longest = 0
     for ex in sorted(examples, key=lambda e: e.n_input):
         longest_if_added = max(longest, ex.n_input)
@@ -119,7 +120,7 @@ class Batch:
                      self.targets.to(device, non_blocking=True), self.n_tokens, self.n_loss)
 
 
-def collate(examples: list[Example], pad_to: int = 0) -> Batch:
+def collate(examples: list[TrainingSequence], pad_to: int = 0) -> Batch:
     """Right-padded batch; `pad_to` > 0 pads to that fixed length instead (the reference regime, benchmarks)."""
     width = max(pad_to, max(e.n_input for e in examples))
     input_ids = torch.full((len(examples), width), PAD_ID, dtype=torch.long)
@@ -134,7 +135,7 @@ def collate(examples: list[Example], pad_to: int = 0) -> Batch:
                  sum(len(e.tokens) for e in examples), len(targets))
 
 
-def validation_batches(examples: list[Example], rank: int, world_size: int, batch_size: int) -> list[Batch]:
+def validation_batches(examples: list[TrainingSequence], rank: int, world_size: int, batch_size: int) -> list[Batch]:
     """This rank's disjoint share of the validation set, longest first (no shuffling needed)."""
     mine = sorted(examples[rank::world_size], key=lambda e: -e.n_input)
     return [collate(mine[i:i + batch_size]) for i in range(0, len(mine), batch_size)]

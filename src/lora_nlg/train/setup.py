@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from lora_nlg.train.batching import Example, load_examples, validation_batches
+from lora_nlg.train.batching import TrainingSequence, load_examples, validation_batches
 from lora_nlg.config import ConfigError, RunConfig, diff
 from lora_nlg.train.objective import apply_precision
 from lora_nlg.train.optim import Optimization, derive_max_steps
@@ -100,7 +100,7 @@ def write_run_dir(s: Session) -> None:
 def load_train_data(cfg: RunConfig, env) -> TrainData:
     d, t = cfg.data, cfg.train
     train_set = load_examples(d.split_path(d.train_split), d.max_seq_len)
-    valid_set: list[Example] = []
+    valid_set: list[TrainingSequence] = []
     if d.valid_split:
         valid_set = load_examples(d.split_path(d.valid_split), d.max_seq_len, limit=d.max_valid_examples)
     return TrainData(train_set, valid_set, validation_batches(valid_set, env.rank, env.world_size, t.valid_batch_size),
