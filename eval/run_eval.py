@@ -58,7 +58,7 @@ def read_run_facts(run_dir: Path, decode_dir: Path) -> tuple[str | None, str | N
 
 
 def expected_layout(dataset: Dataset) -> str:
-    """What a decode output directory of the dataset holds, as a message names it: "seen/unseen/all/" or a file."""
+    """What a decode output directory of the dataset holds, as a message names it: "unseen/seen/all/" or a file."""
     subsets = dataset.scoring.subsets
     return "/".join(subsets) + "/" if subsets else MARKER_FILE[dataset.scoring.metrics]
 

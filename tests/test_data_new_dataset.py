@@ -68,7 +68,7 @@ def write_raw(raw: Path) -> None:
 def test_the_registry_lists_it_after_the_others(toyset):
     assert datasets.dataset_names() == ("e2e", "webnlg", "dart", "toyset")
     assert stage.parse_datasets("all")[-1] == "toyset"
-    assert reference_files.dataset_scoring("toyset").subset_names() == ("all", "seen")
+    assert reference_files.dataset_scoring("toyset").subsets == ("all", "seen")
     from lora_nlg.decode import stage as decode_stage  # imports torch: only here
 
     assert decode_stage.parse_args(["--merged", "m", "--out", "o", "--dataset", "toyset"]).dataset == "toyset"

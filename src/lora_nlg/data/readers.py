@@ -3,6 +3,7 @@ JSON-lines files whose errors name `path:line`.
 
 Kept apart from the data stage so that the dataset modules (`lora_nlg.data.datasets`), batching, references and
 predictions all read files the same way, and report a bad file the same way, without importing the stage's CLI.
+The bytes are decoded by the library's one strict UTF-8 reader (`lora_nlg.utf8_files`), which eval/ shares.
 """
 from __future__ import annotations
 

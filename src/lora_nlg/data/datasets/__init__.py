@@ -67,10 +67,6 @@ class Scoring:
         if any(s not in SUBSET_SEEN for s in self.subsets) or len(set(self.subsets)) != len(self.subsets):
             raise ValueError(f"subsets {self.subsets} must be distinct names among {tuple(SUBSET_SEEN)}")
 
-    def subset_names(self) -> tuple[str, ...]:
-        """The subsets scored: the subdirectories, or the single set "all"."""
-        return self.subsets or ("all",)
-
 
 @dataclass(frozen=True)
 class Dataset:
