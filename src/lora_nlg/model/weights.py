@@ -110,6 +110,14 @@ def read_metadata(path: Path) -> dict[str, str]:
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(header, dict) or not isinstance(meta or {}, dict):
         raise CheckpointError(f"{path}: not a valid safetensors file (its header is not a JSON object)")
+    try:
+        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise CheckpointError(f"{path}: not a valid safetensors file (a tensor entry lacks data_offsets)") from None
+    size = path.stat().st_size
+    if 8 + header_len + end != size:
+        raise CheckpointError(f"{path}: truncated or damaged safetensors file (its header describes "
+                              f"{8 + header_len + end} bytes, the file has {size})")
     return meta or {}
 
 

@@ -21,8 +21,9 @@ from lora_nlg.run_dir import (STATE_FILE, RunError, RunLock, base_model_name, bu
 from lora_nlg.train.report import truncate_metrics
 from lora_nlg.train.state import Session, TrainData, TrainingError, TrainModel, load_step
 
-# Keys that may change between a run and its resumption without changing what is being trained.
-RESUMABLE_CHANGES = {"train.resume", "train.log_interval", "train.eval_interval", "train.eval_at_start",
+# Keys that may change between a run and its resumption without changing what is being trained (out_dir and run:
+# a run directory that was moved or copied continues the same training).
+RESUMABLE_CHANGES = {"train.out_dir", "train.run", "train.resume", "train.log_interval", "train.eval_interval", "train.eval_at_start",
                      "train.save_interval", "train.keep_last", "train.stop_after_steps", "train.device",
                      "train.compile", "train.max_steps", "train.epochs"}
 
