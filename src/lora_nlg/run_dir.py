@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -182,10 +183,14 @@ def load_training_state(step_dir: Path) -> dict[str, Any]:
     except OSError as e:
         raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for damaged files
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        what = ("holds pickled Python objects, refused (torch.load weights_only=True)"
-                if "weights_only" in str(e) or "Unpickl" in type(e).__name__ else "damaged or not a training state")
-        raise RunError(f"{path}: {what} ({type(e).__name__}: {first[:200]})") from None
+        if path.stat().st_size == 0:
+            raise RunError(f"{path}: empty file (a write that never finished)") from None
+        if "weights_only" in str(e) or isinstance(e, pickle.UnpicklingError):
+            raise RunError(f"{path}: refused: holds pickled Python objects that could run code when loaded "
+                           f"(torch.load weights_only=True); a training state holds only tensors and numbers") from None
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise RunError(f"{path}: damaged or not a training state ({type(e).__name__}"
+                       f"{': ' + first if first else ''})") from None
     problems = check_training_state(state)
     if problems:
         raise RunError(f"{path}: not a complete training state ({'; '.join(problems)})")

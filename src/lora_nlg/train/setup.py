@@ -105,7 +105,7 @@ def decide_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     for why in skipped:
         tqdm.write(f"note: skipping a damaged checkpoint: {why}", file=sys.stderr)
     if resume is None and skipped:
-        raise TrainingError(f"cannot resume {run_dir}: no usable checkpoint (all {len(skipped)} step-N/ are "
+        raise TrainingError(f"cannot resume {run_dir}: no usable checkpoint (every step-N/, {len(skipped)}, is "
                             f"damaged, see above); start a new RUN=<name>, or remove the damaged step-N/ "
                             f"directories to start this run from scratch")
     if resume is None:
@@ -162,9 +162,8 @@ def check_truncation(split: Split, max_seq_len: int, tell: bool) -> None:
     """Refuse a split that keeps no completion token (nothing to learn or to validate on); say what it loses."""
     if split.n_loss == 0:
         raise DataError(f"data.max_seq_len={max_seq_len} cuts away every completion token of {split.path} "
-                        f"({len(split.examples):,} examples, the shortest context "
-                        f"{min(e.n_context for e in split.examples)} tokens): nothing to train or validate on; "
-                        f"raise data.max_seq_len")
+                        f"({len(split.examples):,} examples): nothing to train or validate on; raise "
+                        f"data.max_seq_len above {min(e.n_context for e in split.examples)}, the shortest context")
     if tell and split.n_truncated:
         print(split.truncation_note(max_seq_len), file=sys.stderr, flush=True)
 
