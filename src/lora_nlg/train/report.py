@@ -107,10 +107,31 @@ class MetricsLog:
         self.file.close()
 
 
+class MetricsError(ValueError):
+    """A metrics.jsonl line that is not a JSON object (other than a cut-off last line)."""
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of metrics.jsonl. A kill while a line was being written leaves it cut off, without its newline:
+    that last line is dropped (resume rewrites the file up to its checkpoint); any other bad line is an error."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            row = None
+        if not isinstance(row, dict):
+            if number == len(lines):  # no newline after it: a write cut short
+                break
+            raise MetricsError(f"{path}:{number}: not a JSON object; delete the line or the file to go on")
+        rows.append(row)
+    return rows
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
