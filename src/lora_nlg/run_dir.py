@@ -16,6 +16,7 @@ The model of a run is its base (pretrained, or seeded random) with the LoRA adap
 """
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from lora_nlg.atomic import atomic_dir
+from lora_nlg.atomic import atomic_dir, json_text
 from lora_nlg.config import RunConfig, load_config, save_config
 from lora_nlg.model import weights
 from lora_nlg.model.gpt2 import GPT2
@@ -86,7 +87,15 @@ def adapter_path(run_dir: Path, checkpoint: str = "final") -> Path:
 def load_run_model(run_dir: Path, cfg: RunConfig, checkpoint: str = "final") -> GPT2:
     """Base model of the run's config plus the adapter of `run_dir/<checkpoint>/lora.safetensors`."""
     adapter = adapter_path(run_dir, checkpoint)
-    lora_cfg = weights.read_lora_config(adapter) or cfg.lora.to_lora_config()
+    lora_cfg = cfg.lora.to_lora_config()
+    saved = weights.read_lora_config(adapter)
+    if saved is not None:
+        differ = [f"{k}: adapter {getattr(saved, k)!r} vs config {getattr(lora_cfg, k)!r}"
+                  for k in ("r", "alpha", "targets", "use_rslora") if getattr(saved, k) != getattr(lora_cfg, k)]
+        if differ:  # an adapter from another run (or a lora.* override): decoding it silently would mislead
+            raise RunError(f"{adapter}: LoRA settings differ from {config_path(run_dir)} (lora.*): "
+                           + "; ".join(differ) + "; decode it with the config it was trained with")
+        lora_cfg = saved
     if cfg.model.random_init:
         print(f"note: {run_dir} was trained on a randomly initialised {cfg.model.name} (model.random_init); "
               f"its scores are meaningless", file=sys.stderr)
@@ -105,9 +114,11 @@ def write_checkpoint_dir(model, out_dir: Path, base_model: str | None = None, me
         weights.save_lora(model, tmp / ADAPTER_FILE)
         weights.save_peft_adapter(model, tmp / PEFT_DIR, base_model)
         if meta is not None:
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if state is not None:
-            torch.save(state, tmp / STATE_FILE)
+            (tmp / "meta.json").write_text(json_text(meta, indent=1) + "\n")
+        if state is not None:  # serialised in memory: torch's own file writer reports a full disk as a C++ error
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            (tmp / STATE_FILE).write_bytes(buffer.getbuffer())
     return out_dir
 
 
