@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from lora_nlg.atomic import WriteError, atomic_dir, check_writable, json_text
+from lora_nlg.atomic import WriteError, atomic_dir, atomic_file, check_writable, json_text
 from lora_nlg.config import ConfigError, load_config
 from lora_nlg.decode import reference_files as refs_mod
 from lora_nlg.decode.reference_files import ReferenceError
@@ -217,9 +217,11 @@ def write_decode_outputs(out_dir: Path, dataset: str, examples, inputs, results:
     summary.update(subsets=counts, files=sorted(files) + ["predictions.jsonl"],
                    finished_by_end_token=sum(bool(h["finished"]) for h in results.values()))
     with atomic_dir(out_dir) as tmp:
-        (tmp / "predictions.jsonl").write_text("".join(lines), encoding="utf-8")
+        with atomic_file(tmp / "predictions.jsonl", encoding="utf-8") as f:  # a failure names the file
+            f.writelines(lines)
         refs_mod.write_files(tmp, files)
-        (tmp / "decode.json").write_text(json_text(summary, indent=1) + "\n")
+        with atomic_file(tmp / "decode.json", encoding="utf-8") as f:
+            f.write(json_text(summary, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
