@@ -17,7 +17,6 @@ The model of a run is its base (pretrained, or seeded random) with the LoRA adap
 from __future__ import annotations
 
 import io
-import json
 import re
 import shutil
 import sys
