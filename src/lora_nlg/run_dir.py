@@ -22,6 +22,7 @@ import datetime
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -34,7 +35,7 @@ from typing import Any
 
 import torch
 
-from lora_nlg.atomic import atomic_dir, atomic_file
+from lora_nlg.atomic import atomic_dir, json_text
 from lora_nlg.config import RunConfig, load_config, save_config
 from lora_nlg.model import weights
 from lora_nlg.model.gpt2 import GPT2
@@ -100,7 +101,15 @@ def adapter_path(run_dir: Path, checkpoint: str = "final") -> Path:
 def load_run_model(run_dir: Path, cfg: RunConfig, checkpoint: str = "final") -> GPT2:
     """Base model of the run's config plus the adapter of `run_dir/<checkpoint>/lora.safetensors`."""
     adapter = adapter_path(run_dir, checkpoint)
-    lora_cfg = weights.read_lora_config(adapter) or cfg.lora.to_lora_config()
+    lora_cfg = cfg.lora.to_lora_config()
+    saved = weights.read_lora_config(adapter)
+    if saved is not None:
+        differ = [f"{k}: adapter {getattr(saved, k)!r} vs config {getattr(lora_cfg, k)!r}"
+                  for k in ("r", "alpha", "targets", "use_rslora") if getattr(saved, k) != getattr(lora_cfg, k)]
+        if differ:  # an adapter from another run (or a lora.* override): decoding it silently would mislead
+            raise RunError(f"{adapter}: LoRA settings differ from {config_path(run_dir)} (lora.*): "
+                           + "; ".join(differ) + "; decode it with the config it was trained with")
+        lora_cfg = saved
     if cfg.model.random_init:
         print(f"note: {run_dir} was trained on a randomly initialised {cfg.model.name} (model.random_init); "
               f"its scores are meaningless", file=sys.stderr)
@@ -119,9 +128,11 @@ def write_checkpoint_dir(model, out_dir: Path, base_model: str | None = None, me
         weights.save_lora(model, tmp / ADAPTER_FILE)
         weights.save_peft_adapter(model, tmp / PEFT_DIR, base_model)
         if meta is not None:
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        if state is not None:
-            torch.save(state, tmp / STATE_FILE)
+            (tmp / "meta.json").write_text(json_text(meta, indent=1, sort_keys=True) + "\n")
+        if state is not None:  # serialised in memory: torch's own file writer reports a full disk as a C++ error
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            (tmp / STATE_FILE).write_bytes(buffer.getbuffer())
     return out_dir
 
 
@@ -159,8 +170,9 @@ def prune_steps(run_dir: Path, keep_last: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def remove_stale_temporaries(run_dir: Path) -> None:
-    """Temp dirs/files left by a killed writer (`.name.xxxx.tmp`); restores a `.name.old` if `name` went missing."""
+def remove_run_temporaries(run_dir: Path) -> None:
+    """Every temp dir/file in the run directory (`.name.xxxx.tmp`: a killed writer's, since the run lock is held, no
+    live one's); restores a `.name.old` if `name` went missing."""
     if not run_dir.is_dir():
         return
     for p in run_dir.iterdir():

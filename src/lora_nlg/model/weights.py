@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
-from lora_nlg.atomic import atomic_file
+from lora_nlg.atomic import atomic_file, writing
 from lora_nlg.model.lora import LoRAConfig, LoRAConv1D, make_lora_conv
 from lora_nlg.model.network import (IGNORABLE_SUFFIXES, TIED_HEAD_KEY, CheckpointError, GPT2Config, GPT2Network,
                             _check_keys_and_shapes)
@@ -94,6 +94,14 @@ def read_json_object(path: Path) -> dict:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights holding NaN/inf (a diverged or damaged adapter would decode every input to garbage)."""
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} tensor(s) hold NaN or inf values (e.g. {bad[0]}); the weights "
+                              f"are damaged or training diverged; use another checkpoint")
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -232,7 +240,8 @@ def save_pretrained(model: GPT2Network, out_dir: str | Path, merge_lora: bool) -
         if model.lora_merged:
             raise CheckpointError("LoRA is merged into the weights: call unmerge_lora() first, or save_merged()")
         state = model.base_state_dict()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(out_dir / "model.safetensors", state)
     with atomic_file(out_dir / "config.json") as f:
         f.write(json.dumps(model.config.to_hf_dict(), indent=2, sort_keys=True) + "\n")
@@ -258,7 +267,9 @@ def load_lora(model: GPT2Network, path: str | Path) -> None:
                   if theirs[k] != mine[k]]
         if differ:
             raise CheckpointError(f"{path}: LoRA settings differ from the model's: " + "; ".join(differ))
-    model.load_lora_state_dict(read_tensors(path), str(path))
+    tensors = read_tensors(path)
+    check_finite(tensors, path)
+    model.load_lora_state_dict(tensors, str(path))
 
 
 def read_lora_config(path: str | Path) -> LoRAConfig | None:
@@ -309,7 +320,8 @@ def save_peft_adapter(model: GPT2Network, out_dir: str | Path, base_model_name_o
         "layers_to_transform": None, "layers_pattern": None, "use_dora": False,
     }
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(out_dir / "adapter_model.safetensors", tensors)
     with atomic_file(out_dir / "adapter_config.json") as f:
         f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -350,6 +362,7 @@ def load_peft_adapter(cls: type[N], base_path: str | Path, adapter_dir: str | Pa
     if weights is None:
         raise CheckpointError(f"{adapter_dir}: no adapter_model.safetensors or adapter_model.bin")
     tensors = read_tensors(weights)
+    check_finite(tensors, weights)
     model = load_pretrained(cls, base_path, lora=None)
     modules = dict(model.named_modules())
     pairs: dict[str, dict[str, torch.Tensor]] = {}

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from lora_nlg.atomic import WriteError
 from lora_nlg.run_dir import latest_step_dir
 from lora_nlg.train.batching import DataError
 from lora_nlg.config import ConfigError, load_config
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         if env is None or env.is_main:
             print(f"stopped: {e}", file=sys.stderr, flush=True)
         return e.exit_code
-    except (ConfigError, DataError, TrainingError, ValueError) as e:
+    except (ConfigError, DataError, TrainingError, ValueError, WriteError) as e:  # WriteError: full disk etc.
         prefix = f"[rank {env.rank}] " if env is not None and env.distributed else ""
         if env is None or env.is_main or not isinstance(e, (ConfigError, TrainingError)):
             print(f"{prefix}error: {e}", file=sys.stderr, flush=True)

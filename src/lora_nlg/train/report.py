@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lora_nlg.atomic import atomic_file
+from lora_nlg.atomic import atomic_file, json_text, writing
 from lora_nlg.train.state import Session, empty_log_acc
 
 
@@ -100,8 +100,9 @@ class MetricsLog:
         self.file = open(path, "a", encoding="utf-8")
 
     def write(self, row: dict[str, Any]) -> None:
-        self.file.write(json.dumps(row) + "\n")
-        self.file.flush()
+        with writing(self.path):
+            self.file.write(json_text(row) + "\n")
+            self.file.flush()
 
     def close(self) -> None:
         self.file.close()
@@ -140,7 +141,7 @@ def truncate_metrics(path: Path, last_step: int) -> None:
         return
     rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
     with atomic_file(path) as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+        f.writelines(json_text(r) + "\n" for r in rows)
 
 
 def plot_curves(metrics_path: Path, out_png: Path) -> None:

@@ -17,7 +17,7 @@ from lora_nlg.train.objective import apply_precision
 from lora_nlg.train.optim import Optimization, derive_max_steps
 from lora_nlg.run_dir import (STATE_FILE, RunError, RunLock, base_model_name, build_run_model, check_fingerprint,
                               config_path, fingerprint_files, is_run_dir_in_use, load_training_state,
-                              newest_usable_step_dir, read_config, remove_stale_temporaries, write_config)
+                              newest_usable_step_dir, read_config, remove_run_temporaries, write_config)
 from lora_nlg.train.report import truncate_metrics
 from lora_nlg.train.state import Session, TrainData, TrainingError, TrainModel, load_step
 
@@ -98,7 +98,7 @@ def decide_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if not cfg.train.resume:
         raise TrainingError(f"run directory {run_dir} already exists: pass RESUME=1 (train.resume=true) to "
                             f"continue it, or choose another RUN=<name> (nothing was overwritten)")
-    remove_stale_temporaries(run_dir)
+    remove_run_temporaries(run_dir)
     if config_path(run_dir).is_file():
         check_resumable(read_config(run_dir), cfg, run_dir)
     resume, skipped = newest_usable_step_dir(run_dir)
