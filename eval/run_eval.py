@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scorer packages 
 import paper_numbers  # noqa: E402
 from evalcommon.java_tools import JavaToolError  # noqa: E402
 from evalcommon.text_files import EvalInputError  # noqa: E402
-from lora_nlg.atomic import atomic_file  # noqa: E402
+from lora_nlg.atomic import WriteError, check_writable, json_text, write_files_together  # noqa: E402
 from lora_nlg.data.datasets import Dataset, dataset_names, registry  # noqa: E402
 
 # The metrics of each family's report table, in its column order.
@@ -147,6 +147,7 @@ def evaluate_run(run_dir: Path, split: str, mteval_mode: str = "official") -> di
     decode_dir = run_dir / "decode" / split
     if not decode_dir.is_dir():
         raise EvalInputError(f"{decode_dir}: not found; decode first: `make decode RUN={run_dir.name} SPLIT={split}`")
+    check_writable(run_dir / "eval" / f"{split}.json")  # before the scorers run, not after
     dataset, model = read_run_facts(run_dir, decode_dir)
     dataset = dataset or detect_dataset(decode_dir)
     if dataset not in registry():
@@ -174,14 +175,10 @@ def evaluate_run(run_dir: Path, split: str, mteval_mode: str = "official") -> di
                         "scores": {s: {m: {"value": p.value, "plus_minus": p.plus_minus}
                                        for m, p in (paper(dataset, paper_model, s) or {}).items()}
                                    for s in scores}}}
-    write_text(run_dir / "eval" / f"{split}.json", json.dumps(report, indent=1) + "\n")
-    write_text(run_dir / "eval" / f"{split}.md", markdown_report(facts, scores, paper_model))
+    write_files_together({run_dir / "eval" / f"{split}.json": json_text(report, indent=1) + "\n",
+                          run_dir / "eval" / f"{split}.md": markdown_report(facts, scores, paper_model)})
     return report
 
-
-def write_text(path: Path, text: str) -> None:
-    with atomic_file(path, encoding="utf-8", newline="\n") as f:
-        f.write(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         evaluate_run(args.run_dir, args.split, args.mteval)
-    except (EvalInputError, JavaToolError) as e:
+    except (EvalInputError, JavaToolError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     json_path, md_path = (args.run_dir / "eval" / f"{args.split}.{ext}" for ext in ("json", "md"))
