@@ -87,7 +87,7 @@ def test_tiny_model_learns_and_writes_every_artifact(learnable_checkpoint, data_
 
     # The PEFT export of the final adapter reproduces the trained model's logits.
     cfg = load_config(run / "config.yaml")
-    ours = GPT2.from_pretrained(learnable_checkpoint, lora=cfg.lora.to_lora_config()).eval()
+    ours = GPT2.from_pretrained(learnable_checkpoint, lora=cfg.lora).eval()
     ours.load_lora(run / "final" / "lora.safetensors")
     peft = GPT2.from_peft_adapter(learnable_checkpoint, run / "final" / "peft").eval()
     ids = torch.tensor([[464, 2068, 7586, 21831, 50256, 317]])

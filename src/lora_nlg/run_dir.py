@@ -86,7 +86,7 @@ def adapter_path(run_dir: Path, checkpoint: str = "final") -> Path:
 def load_run_model(run_dir: Path, cfg: RunConfig, checkpoint: str = "final") -> GPT2:
     """Base model of the run's config plus the adapter of `run_dir/<checkpoint>/lora.safetensors`."""
     adapter = adapter_path(run_dir, checkpoint)
-    lora_cfg = weights.read_lora_config(adapter) or cfg.lora.to_lora_config()
+    lora_cfg = weights.read_lora_config(adapter) or cfg.lora
     if cfg.model.random_init:
         print(f"note: {run_dir} was trained on a randomly initialised {cfg.model.name} (model.random_init); "
               f"its scores are meaningless", file=sys.stderr)

@@ -19,7 +19,7 @@ from lora_nlg.atomic import atomic_dir
 from lora_nlg.config import ConfigError, load_config
 from lora_nlg.decode import reference_files as refs_mod
 from lora_nlg.decode.reference_files import ReferenceError
-from lora_nlg.decode.search import BeamSettings, generate
+from lora_nlg.decode.search import generate
 from lora_nlg.distributed import init_distributed
 from lora_nlg.model.gpt2 import GPT2
 from lora_nlg.model.network import CheckpointError
@@ -130,8 +130,7 @@ def run(args) -> dict:
             model.merge_lora()  # inference only: one matmul per projection, no adapter path
         model.to(device=env.device, dtype=DTYPES[args.dtype])
         d = cfg.decode
-        settings = BeamSettings(d.beam, d.length_penalty, d.no_repeat_ngram_size, d.repetition_penalty,
-                                d.min_length, d.max_new_tokens, tuple(d.eos_ids))
+        settings = d.beam_settings()
         if env.rank == 0:
             print(f"decode: {what}\n  {len(inputs)} unique inputs of {data_path} ({len(examples)} references), "
                   f"{env.world_size} process(es), {args.dtype}, {env.device}\n  {settings}", file=sys.stderr)

@@ -111,7 +111,7 @@ def load_train_data(cfg: RunConfig, env) -> TrainData:
 def build_training_model(cfg: RunConfig, env) -> TrainModel:
     """The model of the run on this rank's device in train mode, wrapped for DDP (several processes) and
     torch.compile (train.compile) as configured."""
-    model = build_run_model(cfg, cfg.lora.to_lora_config()).to(env.device).train()
+    model = build_run_model(cfg, cfg.lora).to(env.device).train()
     apply_precision(model, cfg.train.precision)
     base_path = base_model_name(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
