@@ -187,9 +187,11 @@ def _unknown_key(key: str, where: str) -> ConfigError:
 
 def _coerce(key: str, value: Any, typ: Any, where: str = "") -> Any:
     """`value` (parsed YAML) converted to `typ`, or ConfigError naming the key."""
+    given = value
+
     def bad(why: str = "") -> ConfigError:
         name = getattr(typ, "__name__", str(typ))
-        return ConfigError(f"{where}bad value for {key}: {value!r} (expected {name}{why})")
+        return ConfigError(f"{where}bad value for {key}: {given!r} (expected {name}{why})")
 
     container = typing.get_origin(typ)
     if container in (list, tuple):
