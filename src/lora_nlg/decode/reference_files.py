@@ -1,6 +1,7 @@
 """Reference and hypothesis files for the metric scripts, with the reference pipeline's conventions.
 
-What `gpt2_decode.py` of microsoft/LoRA does (../shared/design/reference-pipeline.md section 5), kept exactly:
+What `gpt2_decode.py` of microsoft/LoRA does (docs/reference-pipeline.md, "From token ids to text files"), kept
+exactly:
 - references are grouped by the identical context *string*, keys in order of first appearance;
 - every text (reference and hypothesis) is cut at `<|endoftext|>` and at the first blank line, then stripped;
 - E2E: `refs.txt` holds each input's references one per line and a blank line after each input, `hyp.txt` one

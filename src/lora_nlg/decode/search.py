@@ -1,7 +1,7 @@
 """The reference's beam search, batched over many inputs with a KV cache: tensors in, token ids out (no CLI,
 no files; the stage around it is `lora_nlg.decode.stage`).
 
-Semantics are those of microsoft/LoRA `gpt2_beam.py` (../shared/design/reference-pipeline.md section 4):
+Semantics are those of microsoft/LoRA `gpt2_beam.py` (docs/reference-pipeline.md, "Beam search"):
 - each step takes the top-K of the K·V candidates (step 0: of beam 0 only, all beams start identical);
 - repetition penalty, min_length (end tokens banned) and no-repeat-ngram (over *generated* tokens only) change
   the logits, which are then renormalised with a log-softmax;

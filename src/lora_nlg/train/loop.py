@@ -1,15 +1,15 @@
 """LoRA fine-tuning: `python -m lora_nlg.train CONFIG [key=value ...]`, the same loop for 1..N processes.
 
 Under torchrun, RANK/LOCAL_RANK/WORLD_SIZE come from the environment (gloo on CPU, NCCL on CUDA) and every rank
-trains on its own disjoint share of each global batch. The objective is the reference's (reference-pipeline.md
-§2.5): label-smoothed cross-entropy on completion tokens (incl. the final 50256), averaged over the loss tokens of
-the whole global batch (all micro-batches and ranks of one optimizer update). Only positions that carry loss reach
-the LM head and batches are padded to their own longest row, which gives the same loss as the reference's
-512-padded computation at a fraction of the work.
+trains on its own disjoint share of each global batch. The objective is the reference's
+(docs/reference-pipeline.md, "Training objective"): label-smoothed cross-entropy on completion tokens (incl. the
+final 50256), averaged over the loss tokens of the whole global batch (all micro-batches and ranks of one optimizer
+update). Only positions that carry loss reach the LM head and batches are padded to their own longest row, which
+gives the same loss as the reference's 512-padded computation at a fraction of the work.
 
-The lifecycle: `train_setup.setup` (run directory, data, model, optimizer, resume) -> `train` (the loop here:
-`train_update` per optimizer update, `validate` at the eval points, `train_state` checkpoints) -> the final
-adapter and summary (`train_report`). The schedule is described in `optim`.
+The lifecycle: `setup.setup` (run directory, data, model, optimizer, resume) -> `train` (the loop here:
+`train_update` per optimizer update, `validate` at the eval points, `state` checkpoints) -> the final
+adapter and summary (`report`). The schedule is described in `optim`.
 """
 from __future__ import annotations
 
