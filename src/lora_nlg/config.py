@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from lora_nlg.atomic import atomic_file
 from lora_nlg.decode.beam_settings import BATCH_SIZE, BeamSettings
 from lora_nlg.model.architecture import PRESETS
 from lora_nlg.model.lora_config import LoRAConfig
@@ -363,7 +362,5 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     path = Path(path)
     text = "# Resolved lora-nlg run configuration (all keys; load with lora_nlg.config.load_config).\n"
     text += yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_file(path, "w", encoding="utf-8") as f:
         f.write(text)
-    os.replace(tmp, path)

@@ -28,6 +28,8 @@ class BeamSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "eos_ids", tuple(int(t) for t in self.eos_ids))
         require(self.beam >= 1, "decode.beam", self.beam, "must be >= 1")
+        # length_penalty < 0 is a real setting (it favours shorter hypotheses; the early stop is exact for it);
+        # NaN/inf would rank every finished hypothesis NaN or 0 and write scores that are not numbers.
         require(math.isfinite(self.length_penalty), "decode.length_penalty", self.length_penalty,
                 "must be a finite number")
         require(self.no_repeat_ngram_size >= 0, "decode.no_repeat_ngram_size", self.no_repeat_ngram_size,
