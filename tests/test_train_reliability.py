@@ -350,11 +350,21 @@ def test_no_note_when_nothing_is_truncated(tiny_checkpoint, data, tmp_path, caps
 
 
 @pytest.mark.parametrize("alpha", ["1e30", "1e38"])
-def test_adapter_that_cannot_learn_is_not_a_success(tiny_checkpoint, data, tmp_path, capsys, alpha):
+def test_alpha_whose_adapter_cannot_learn_is_refused_before_the_run(tiny_checkpoint, data, tmp_path, capsys, alpha):
+    """The config refuses a LoRA scale whose gradients overflow (LoRAConfig's bound), before anything is written."""
     args = overrides(tiny_checkpoint, data, tmp_path, max_steps=3, save_interval=0, **{"lora__alpha": alpha})
     assert main([CONFIG, *args]) == 1
     line = one_error_line(capsys.readouterr().err)
-    assert any(s in line for s in ("did not learn", "non-finite")), line
+    assert "lora.alpha" in line and "scale" in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_adapter_that_cannot_learn_is_not_a_success(tiny_checkpoint, data, tmp_path, capsys):
+    """An lr so small that every fp32 update of B rounds to zero passes the config but leaves the adapter at zero."""
+    args = overrides(tiny_checkpoint, data, tmp_path, max_steps=3, save_interval=0, lr="1e-46")
+    assert main([CONFIG, *args]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "did not learn" in line, line
     assert not (tmp_path / "run" / "final").exists() and not (tmp_path / "run" / LOCK_FILE).exists()
 
 
