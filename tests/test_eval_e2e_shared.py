@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "eval"))
+from e2e_official import coco_caption, inputs, mteval, scorer
 
-from e2e_official import coco_caption, inputs, mteval, scorer  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.shared
 MODES = {"official": "official_default (Perl mteval BLEU/NIST)",

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "eval"))
+from geneval import inputs, multi_bleu_detok, scorer
 
-from geneval import inputs, multi_bleu_detok, scorer  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.shared
 FILES = ("reference0", "reference1", "reference2", "hypothesis")
