@@ -10,7 +10,7 @@ from e2e_official import coco_caption, inputs, mteval, scorer
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.shared
+pytestmark = [pytest.mark.shared, pytest.mark.slow]  # `checks` scores real systems (METEOR jar): tens of seconds
 MODES = {"official": "official_default (Perl mteval BLEU/NIST)",
          "python": "official_with_-p (Python mteval port, as the LoRA README runs it)"}
 REFERENCES = {"test-orig": "data/e2e/testset_w_refs.csv", "test-orig-lora": "eval-checks/e2e/test-lora-refs.txt"}
