@@ -325,6 +325,7 @@ def test_run_eval_unwritable_eval_dir_exits_2_and_writes_nothing(tmp_path):
     assert "eval: scoring" not in proc.stderr  # refused before the scorers ran
 
 
+@pytest.mark.slow  # scores twice through the metric jars
 def test_run_eval_writes_json_and_md_together_or_neither(tmp_path, monkeypatch, capsys):
     import run_eval
     run = run_eval_dir(tmp_path)
@@ -516,6 +517,7 @@ def test_checkpoint_dirs_respect_the_umask(tmp_path):
         assert stat.S_IMODE(p.stat().st_mode) == (0o755 if p.is_dir() else 0o644), p
 
 
+@pytest.mark.slow  # 4 fresh interpreters importing torch
 def test_the_same_adapter_saved_by_two_processes_has_the_same_bytes(tmp_path):
     code = """
         import sys, torch
