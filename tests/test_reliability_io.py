@@ -24,9 +24,6 @@ from lora_nlg import GPT2, LoRAConfig
 from lora_nlg.atomic import WriteError, atomic_dir, atomic_file, check_writable, json_text, write_files_together
 from lora_nlg.config import load_config, save_config
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import data_dir  # noqa: E402,F401
-
 REPO = Path(__file__).resolve().parents[1]
 RAW = REPO / "tests" / "fixtures" / "data" / "raw"
 DECODE_DATA = REPO / "tests" / "fixtures" / "decode" / "webnlg_test.jsonl"
@@ -328,8 +325,8 @@ def test_run_eval_unwritable_eval_dir_exits_2_and_writes_nothing(tmp_path):
     assert "eval: scoring" not in proc.stderr  # refused before the scorers ran
 
 
+@pytest.mark.slow  # scores twice through the metric jars
 def test_run_eval_writes_json_and_md_together_or_neither(tmp_path, monkeypatch, capsys):
-    sys.path.insert(0, str(REPO / "eval"))
     import run_eval
     run = run_eval_dir(tmp_path)
     assert run_eval.main([str(run), "test", "--mteval", "python"]) == 0
@@ -500,7 +497,6 @@ def test_every_writer_respects_the_umask(tmp_path, umask):
             (t / "inner.txt").write_text("y")
         write_files_together({tmp_path / "t.json": "{}", tmp_path / "t.md": "#"})
         save_config(load_config(None, []), tmp_path / "config.yaml")
-        sys.path.insert(0, str(REPO / "eval"))
         from evalcommon.text_files import write_text_atomic
         write_text_atomic(tmp_path / "eval.json", "{}")
     finally:
@@ -521,6 +517,7 @@ def test_checkpoint_dirs_respect_the_umask(tmp_path):
         assert stat.S_IMODE(p.stat().st_mode) == (0o755 if p.is_dir() else 0o644), p
 
 
+@pytest.mark.slow  # 4 fresh interpreters importing torch
 def test_the_same_adapter_saved_by_two_processes_has_the_same_bytes(tmp_path):
     code = """
         import sys, torch

@@ -1,6 +1,7 @@
 """Config system and the paper presets (issue 4)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -101,11 +102,15 @@ def test_cli_unknown_key_exits_nonzero_with_key_list(capsys):
     assert "unknown config key 'train.lrr'" in err and "train.lr" in err and "lora.dropout" in err
 
 
-def test_missing_pretrained_says_how_to_get_it(tmp_path):
+def test_missing_pretrained_says_how_to_get_it(tmp_path, monkeypatch):
     cfg = load_config(CONFIGS / "e2e.yaml", [f"model.pretrained={tmp_path / 'nope'}"])
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match=f"not found at {re.escape(str(tmp_path / 'nope'))}/"):
         cfg.pretrained_path()
+    # Without model.pretrained the weights are looked up in checkpoints/pretrained/<name> of the working directory.
+    monkeypatch.chdir(tmp_path)
     cfg = load_config(CONFIGS / "e2e.yaml", ["model.name=gpt2-xl"])
-    if not Path("checkpoints/pretrained/gpt2-xl").exists():
-        with pytest.raises(ConfigError, match=r"make pretrained MODEL=gpt2-xl"):
-            cfg.pretrained_path()
+    with pytest.raises(ConfigError, match=r"not found at checkpoints/pretrained/gpt2-xl/: run `make pretrained "
+                                          r"MODEL=gpt2-xl`"):
+        cfg.pretrained_path()
+    (tmp_path / "checkpoints" / "pretrained" / "gpt2-xl").mkdir(parents=True)
+    assert cfg.pretrained_path() == Path("checkpoints/pretrained/gpt2-xl")
