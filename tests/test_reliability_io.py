@@ -432,9 +432,15 @@ def test_decode_exactly_at_the_context_window_truncates_and_says_how_many(decode
     assert "note: 2 of 2 inputs are longer than" in capsys.readouterr().err
 
 
-def test_negative_length_penalty_is_allowed_noted_and_written_as_strict_json(decode_env, capsys, tmp_path):
-    assert decode(decode_env, "good", "decode.length_penalty=-0.5", "--out", str(tmp_path / "o")) == 0
-    assert "note: decode.length_penalty=-0.5 < 0 favours shorter hypotheses" in capsys.readouterr().err
+def test_negative_length_penalty_is_refused_before_anything_is_written(decode_env, capsys, tmp_path):
+    assert decode(decode_env, "good", "decode.length_penalty=-0.5", "--out", str(tmp_path / "o")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "decode.length_penalty" in err[0] and "-0.5" in err[0] and "must be a finite number >= 0" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_decode_outputs_are_strict_json(decode_env, tmp_path):
+    assert decode(decode_env, "good", "decode.length_penalty=0", "--out", str(tmp_path / "o")) == 0
 
     def no_constants(name):
         raise AssertionError(f"bare {name} in a JSON file")

@@ -28,10 +28,11 @@ class BeamSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "eos_ids", tuple(int(t) for t in self.eos_ids))
         require(self.beam >= 1, "decode.beam", self.beam, "must be >= 1")
-        # length_penalty < 0 is a real setting (it favours shorter hypotheses; the early stop is exact for it);
-        # NaN/inf would rank every finished hypothesis NaN or 0 and write scores that are not numbers.
-        require(math.isfinite(self.length_penalty), "decode.length_penalty", self.length_penalty,
-                "must be a finite number")
+        # NaN/inf would rank every finished hypothesis NaN or 0 and write scores that are not numbers. A negative
+        # exponent multiplies a (negative) log-prob sum by L^|lp|, so every extra token costs more: the search then
+        # returns whatever ends first, never a description (the recipes use 0.8 / 0.9; 0 = plain sum).
+        require(math.isfinite(self.length_penalty) and self.length_penalty >= 0, "decode.length_penalty",
+                self.length_penalty, "must be a finite number >= 0")
         require(self.no_repeat_ngram_size >= 0, "decode.no_repeat_ngram_size", self.no_repeat_ngram_size,
                 "must be >= 0")
         require(math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0, "decode.repetition_penalty",

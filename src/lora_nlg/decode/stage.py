@@ -139,9 +139,6 @@ def run(args) -> dict:
                 print(f"note: {truncated} of {len(inputs)} inputs are longer than the {model.config.n_positions} "
                       f"positions less decode.max_new_tokens={settings.max_new_tokens}; their first tokens are "
                       f"dropped (the reference's left truncation)", file=sys.stderr)
-            if settings.length_penalty < 0:
-                print(f"note: decode.length_penalty={settings.length_penalty} < 0 favours shorter hypotheses",
-                      file=sys.stderr)
             print(f"decode: {what}\n  {len(inputs)} unique inputs of {data_path} ({len(examples)} references), "
                   f"{env.world_size} process(es), {args.dtype}, {env.device}\n  {settings}", file=sys.stderr)
         # Strided shares of the length-sorted inputs give every rank about the same work.
