@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
+import run_eval
+import score
 from lora_nlg.data import datasets, stage
 from lora_nlg.decode import reference_files
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "eval"))
-
-import run_eval  # noqa: E402
-import score  # noqa: E402
 
 # A dataset unlike the three: tab-separated `input<TAB>text<TAB>seen|unseen` lines, lower-cased but not tokenised
 # for scoring, GenerationEval metrics on the subsets `all` then `seen`.

@@ -3,17 +3,12 @@ own words, and a JSON-lines file splits only at line ends."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
+from evalcommon.text_files import EvalInputError, read_lines
 from lora_nlg.data.readers import DataError, read_jsonl_objects, read_utf8
 from lora_nlg.utf8_files import Utf8FileError, read_utf8_lines, split_lines
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-
-from evalcommon.text_files import EvalInputError, read_lines  # noqa: E402
 
 
 def test_lines_split_at_line_ends_only():

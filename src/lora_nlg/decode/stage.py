@@ -117,7 +117,7 @@ def run(args) -> dict:
         out_dir = Path(args.out) if args.out else Path(args.runs_dir) / args.run / "decode" / args.split
         if env.rank == 0:
             check_writable(out_dir, "dir")  # now, not after the whole beam search
-        settings = beam_settings(cfg.decode)
+        settings = cfg.decode.beam_settings()  # checked when the config was loaded
         examples = refs_mod.read_examples(data_path)
         inputs = refs_mod.unique_inputs(examples, str(data_path))
         if args.max_inputs:
@@ -142,9 +142,6 @@ def run(args) -> dict:
                 print(f"note: {truncated} of {len(inputs)} inputs are longer than the {model.config.n_positions} "
                       f"positions less decode.max_new_tokens={settings.max_new_tokens}; their first tokens are "
                       f"dropped (the reference's left truncation)", file=sys.stderr)
-            if settings.length_penalty < 0:
-                print(f"note: decode.length_penalty={settings.length_penalty} < 0 favours shorter hypotheses",
-                      file=sys.stderr)
             print(f"decode: {what}\n  {len(inputs)} unique inputs of {data_path} ({len(examples)} references), "
                   f"{env.world_size} process(es), {args.dtype}, {env.device}\n  {settings}", file=sys.stderr)
         # Strided shares of the length-sorted inputs give every rank about the same work.
@@ -173,15 +170,6 @@ def run(args) -> dict:
         return summary
     finally:
         env.close()
-
-
-def beam_settings(d) -> BeamSettings:
-    """The search settings of `decode.*`; a value the search cannot use is refused before anything runs."""
-    try:
-        return BeamSettings(d.beam, d.length_penalty, d.no_repeat_ngram_size, d.repetition_penalty,
-                            d.min_length, d.max_new_tokens, tuple(d.eos_ids))
-    except ValueError as e:
-        raise DecodeError(str(e).replace("beam search: ", "decode.")) from None
 
 
 def check_fits_model(settings: BeamSettings, config, prompt_lengths: list[int], what: str) -> int:
