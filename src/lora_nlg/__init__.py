@@ -15,9 +15,9 @@ __all__ = ["GPT2", "GPT2Config", "KVCache", "LoRAConfig", "generate", "generate_
 _getattr, _dir = lazy_exports(__name__, {
     "generate_text": "lora_nlg.decode.generation",
     "GPT2": "lora_nlg.model.gpt2",
-    "GPT2Config": "lora_nlg.model.network",
+    "GPT2Config": "lora_nlg.model.architecture",
     "KVCache": "lora_nlg.model.kv_cache",
-    "LoRAConfig": "lora_nlg.model.lora",
+    "LoRAConfig": "lora_nlg.model.lora_config",
     "get_tokenizer": "lora_nlg.tokenizer",
 })
 

@@ -29,7 +29,9 @@ from lora_nlg.config import ConfigError, RunConfig, load_config
 from lora_nlg.data.bpe_records import encode_contexts
 from lora_nlg.data.datasets.e2e import E2E_ATTRIBUTE_NAMES, e2e_mr_to_lora
 from lora_nlg.decode.reference_files import cut_text
-from lora_nlg.decode.search import BeamSettings, generate
+from lora_nlg.data.datasets import dataset_names
+from lora_nlg.decode.beam_settings import BeamSettings
+from lora_nlg.decode.search import generate
 from lora_nlg.decode.stage import DTYPES, DecodeError, load_decode_model, ready_for_inference
 from lora_nlg.model.gpt2 import GPT2
 from lora_nlg.model.network import CheckpointError
@@ -66,7 +68,7 @@ def serialise_input(line: str, dataset: str | None) -> str:
             raise InputError(str(e)) from None
     if dataset == "e2e":
         check_e2e_context(text)
-    elif dataset in ("webnlg", "dart"):
+    elif dataset in ("webnlg", "dart"):  # other datasets' inputs are taken as they are
         check_triples_context(text)
     return text
 
@@ -102,9 +104,7 @@ def prompt_ids(contexts: list[str], model: GPT2, max_new_tokens: int) -> list[li
 
 # ------------------------------------------------------------------------------------------ models
 def decode_settings(cfg: RunConfig) -> BeamSettings:
-    d = cfg.decode
-    return BeamSettings(d.beam, d.length_penalty, d.no_repeat_ngram_size, d.repetition_penalty, d.min_length,
-                        d.max_new_tokens, tuple(d.eos_ids))
+    return cfg.decode.beam_settings()
 
 
 def resolve_device(device: str | torch.device | None):
@@ -200,7 +200,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--base", help="base checkpoint for --peft (default: the run's base or the adapter's "
                                   "base_model_name_or_path)")
     p.add_argument("--config", help="config YAML for --merged/--peft without --run (default: built-in defaults)")
-    p.add_argument("--dataset", choices=("e2e", "webnlg", "dart"),
+    p.add_argument("--dataset", choices=dataset_names(),
                    help="check inputs as this dataset's (default: the config's data.dataset)")
     p.add_argument("--runs-dir", default="checkpoints", help="where run directories live (default checkpoints)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="model precision (default fp32)")

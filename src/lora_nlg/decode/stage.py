@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from lora_nlg.atomic import atomic_dir
+from lora_nlg.atomic import WriteError, atomic_dir, atomic_file, check_writable, json_text
 from lora_nlg.config import ConfigError, load_config
+from lora_nlg.data.datasets import SUBSET_SEEN, dataset_names, get_dataset
 from lora_nlg.decode import reference_files as refs_mod
 from lora_nlg.decode.reference_files import ReferenceError
 from lora_nlg.decode.search import BeamSettings, generate
@@ -90,7 +91,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--base", help="base checkpoint for --peft (default: the run's base or the adapter's "
                                   "base_model_name_or_path)")
     p.add_argument("--config", help="config YAML for --merged/--peft without --run (default: built-in defaults)")
-    p.add_argument("--dataset", choices=("e2e", "webnlg", "dart"), help="default: data.dataset of the config")
+    p.add_argument("--dataset", choices=dataset_names(), help="default: data.dataset of the config")
     p.add_argument("--data", help="data jsonl (default: <data.dir or data/<dataset>>/<split>.jsonl)")
     p.add_argument("--out", help="output dir (default: checkpoints/<RUN>/decode/<split>/)")
     p.add_argument("--runs-dir", default="checkpoints", help="where run directories live (default checkpoints)")
@@ -100,9 +101,9 @@ def parse_args(argv: list[str] | None):
                    help="also cap a batch at this many cache slots (inputs x (prompt + beam x max_new_tokens))")
     p.add_argument("--no-early-stop", action="store_true", help="always run max_new_tokens steps (same output)")
     p.add_argument("--tokenize", action=argparse.BooleanOptionalAction, default=None,
-                   help="reference/hypothesis tokenisation (default: on for WebNLG/DART, off for E2E)")
+                   help=f"reference/hypothesis tokenisation {refs_mod.normalisation_help('tokenize')}")
     p.add_argument("--lower", action=argparse.BooleanOptionalAction, default=None,
-                   help="lower-case references/hypotheses (default: on for WebNLG/DART, off for E2E)")
+                   help=f"lower-case references/hypotheses {refs_mod.normalisation_help('lower')}")
     args = p.parse_args(argv)
     if sum(bool(x) for x in (args.merged, args.peft)) > 1:
         p.error("--merged and --peft are exclusive")
@@ -127,26 +128,34 @@ def run(args) -> dict:
         cfg = resolve_config(args)
         data_path = Path(args.data) if args.data else cfg.data.split_path(args.split)
         dataset = args.dataset or (cfg.data.dataset if args.run or args.config else data_path.resolve().parent.name)
-        if dataset not in refs_mod.DATASETS:
-            raise DecodeError(f"cannot tell the dataset of {data_path}; pass --dataset e2e|webnlg|dart")
+        if dataset not in dataset_names():
+            raise DecodeError(f"cannot tell the dataset of {data_path}; pass --dataset {'|'.join(dataset_names())}")
         out_dir = Path(args.out) if args.out else Path(args.runs_dir) / args.run / "decode" / args.split
+        if env.rank == 0:
+            check_writable(out_dir, "dir")  # now, not after the whole beam search
+        settings = cfg.decode.beam_settings()  # checked when the config was loaded
         examples = refs_mod.read_examples(data_path)
         inputs = refs_mod.unique_inputs(examples, str(data_path))
         if args.max_inputs:
             inputs = inputs[:args.max_inputs]
             kept = {e.context for e in inputs}
             examples = [e for e in examples if e.context in kept]
-        if dataset == "webnlg" and examples[0].seen is None:
-            raise DecodeError(f"{data_path}: WebNLG data needs the 'seen' field for the seen/unseen/all subsets")
+        subsets = get_dataset(dataset).scoring.subsets
+        if any(SUBSET_SEEN[s] is not None for s in subsets) and examples[0].seen is None:
+            raise DecodeError(f"{data_path}: {get_dataset(dataset).title} data needs the 'seen' field for the "
+                              f"{'/'.join(subsets)} subsets")
         # dry run of the file writers: data they cannot represent fails now, not after a long decode
         refs_mod.reference_files(dataset, examples, {e.context: "" for e in inputs}, cfg.decode.ref_num,
                                  args.tokenize, args.lower, source=str(data_path))
         model, what = load_model(args, cfg)
         ready_for_inference(model, env.device, args.dtype)
         d = cfg.decode
-        settings = BeamSettings(d.beam, d.length_penalty, d.no_repeat_ngram_size, d.repetition_penalty,
-                                d.min_length, d.max_new_tokens, tuple(d.eos_ids))
+        truncated = check_fits_model(settings, model.config, [len(e.context_ids) for e in inputs], what)
         if env.rank == 0:
+            if truncated:
+                print(f"note: {truncated} of {len(inputs)} inputs are longer than the {model.config.n_positions} "
+                      f"positions less decode.max_new_tokens={settings.max_new_tokens}; their first tokens are "
+                      f"dropped (the reference's left truncation)", file=sys.stderr)
             print(f"decode: {what}\n  {len(inputs)} unique inputs of {data_path} ({len(examples)} references), "
                   f"{env.world_size} process(es), {args.dtype}, {env.device}\n  {settings}", file=sys.stderr)
         # Strided shares of the length-sorted inputs give every rank about the same work.
@@ -177,6 +186,22 @@ def run(args) -> dict:
         env.close()
 
 
+def check_fits_model(settings: BeamSettings, config, prompt_lengths: list[int], what: str) -> int:
+    """Refuse settings the model cannot run; returns how many prompts lose their first tokens to make room."""
+    if settings.beam > config.vocab_size:
+        raise DecodeError(f"decode.beam={settings.beam} exceeds the vocabulary of {what} ({config.vocab_size} "
+                          f"tokens): at most that many beams can differ")
+    if settings.max_new_tokens >= config.n_positions:
+        raise DecodeError(f"decode.max_new_tokens={settings.max_new_tokens} leaves no room for a prompt in the "
+                          f"{config.n_positions} positions of {what}; use at most {config.n_positions - 1} "
+                          f"(the reference's eval_len is 64)")
+    bad_eos = [t for t in settings.eos_ids if not 0 <= t < config.vocab_size]
+    if bad_eos:
+        raise DecodeError(f"decode.eos_ids: {bad_eos} are not token ids of {what} (vocabulary {config.vocab_size})")
+    limit = config.n_positions - settings.max_new_tokens
+    return sum(n > limit for n in prompt_lengths)
+
+
 def write_decode_outputs(out_dir: Path, dataset: str, examples, inputs, results: dict[int, dict], ref_num: int, args, tok,
                   summary: dict) -> None:
     """predictions.jsonl, the metric files and decode.json, assembled in a temp dir that replaces `out_dir`."""
@@ -191,22 +216,24 @@ def write_decode_outputs(out_dir: Path, dataset: str, examples, inputs, results:
                "score": h["score"], "finished": h["finished"], "references": grouped[e.context]}
         if seen[e.context] is not None:
             row["seen"] = seen[e.context]
-        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+        lines.append(json_text(row, ensure_ascii=False) + "\n")
     files, counts = refs_mod.reference_files(dataset, examples, texts, ref_num, args.tokenize, args.lower,
                                              source="decoded hypotheses")
     summary.update(subsets=counts, files=sorted(files) + ["predictions.jsonl"],
                    finished_by_end_token=sum(bool(h["finished"]) for h in results.values()))
     with atomic_dir(out_dir) as tmp:
-        (tmp / "predictions.jsonl").write_text("".join(lines), encoding="utf-8")
+        with atomic_file(tmp / "predictions.jsonl", encoding="utf-8") as f:  # a failure names the file
+            f.writelines(lines)
         refs_mod.write_files(tmp, files)
-        (tmp / "decode.json").write_text(json.dumps(summary, indent=1) + "\n")
+        with atomic_file(tmp / "decode.json", encoding="utf-8") as f:
+            f.write(json_text(summary, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run(args)
-    except (RunError, ConfigError, CheckpointError, ReferenceError) as e:  # RunError includes DecodeError
+    except (RunError, ConfigError, CheckpointError, ReferenceError, WriteError) as e:  # RunError: DecodeError too
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from lora_nlg.data.bpe_records import jsonl_lines, load_jsonl
+from lora_nlg.data.readers import read_jsonl_objects
 from lora_nlg.atomic import atomic_file
 
 
@@ -85,11 +86,6 @@ def prepare(demo_dir: Path, raw_dir: Path | None) -> dict:
     return description
 
 
-def read_metrics(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def read_scores(eval_json: Path) -> dict:
     """The single subset's full-precision scores from an `eval/run_eval.py` report."""
     report = json.loads(eval_json.read_text())
@@ -102,14 +98,16 @@ TRY_INPUT = "name[The Eagle], eatType[coffee shop], food[French], priceRange[mod
 
 def pick_examples(lora_predictions: Path, base_predictions: Path, n: int = EXAMPLES) -> list[dict]:
     """`n` test inputs spread over the file, each with the base model's output, the LoRA output and a reference."""
-    lora = read_metrics(lora_predictions)
-    base = {p["context"]: p["hypothesis"] for p in read_metrics(base_predictions)}
+    lora = [row for _, row in read_jsonl_objects(lora_predictions)]
+    base = {row["context"]: row["hypothesis"] for _, row in read_jsonl_objects(base_predictions)}
     picks = sorted({(2 * k + 1) * len(lora) // (2 * n) for k in range(n)})
     return [{"input": lora[i]["context"], "base": base.get(lora[i]["context"], ""), "lora": lora[i]["hypothesis"],
              "reference": lora[i]["references"][0]} for i in picks]
 
 
 def summarise(demo_dir: Path, run_dir: Path) -> dict:
+    from lora_nlg.train.report import read_metrics  # here, so `demo prepare` does not import torch
+
     val = [m for m in read_metrics(run_dir / "metrics.jsonl") if m.get("val_loss") is not None]
     lora_preds = run_dir / "decode" / "test" / "predictions.jsonl"
     base_preds = demo_dir / "base-run" / "decode" / "test" / "predictions.jsonl"

@@ -20,7 +20,8 @@ PAD_ID = 0  # the reference pads with 0 ("!"); pads are never attended by real t
 
 
 @dataclass(frozen=True)
-class Example:
+class TrainingSequence:
+    """One training example as the model sees it: its tokens and where its completion starts."""
     tokens: tuple[int, ...]  # full[:L]
     n_context: int           # c = len(context_ids), its last token is the 50256 separator
 
@@ -45,23 +46,60 @@ def _token_list(row: dict, name: str, where: str) -> list[int]:
     return value
 
 
-def load_examples(path: str | Path, max_seq_len: int, limit: int = 0) -> list[Example]:
-    """Examples of a data-stage jsonl file (`context_ids`, `completion_ids` per line), checked line by line."""
+@dataclass
+class Split:
+    """The examples of one data file and what `max_seq_len` cut away from them."""
+    path: Path
+    examples: list[TrainingSequence]
+    n_truncated: int = 0       # examples that lost completion tokens (at least their final 50256)
+    n_without_loss: int = 0    # ... of them: lost every completion token, so they give no loss at all
+    tokens_dropped: int = 0    # completion tokens cut away
+    longest: int = 0           # longest input fed to the model (tokens)
+    longest_at: str = ""       # path:line of that example
+
+    @property
+    def n_loss(self) -> int:
+        return sum(e.n_loss for e in self.examples)
+
+    def truncation_note(self, max_seq_len: int) -> str:
+        """What truncation took from this split ('' when nothing)."""
+        if not self.n_truncated:
+            return ""
+        return (f"note: data.max_seq_len={max_seq_len} cuts completion tokens from {self.n_truncated:,} of "
+                f"{len(self.examples):,} examples of {self.path} ({self.n_without_loss:,} of them lose every "
+                f"completion token and give no loss; {self.tokens_dropped:,} completion tokens dropped)")
+
+
+def read_split(path: str | Path, max_seq_len: int, limit: int = 0) -> Split:
+    """Examples of a data-stage jsonl file (`context_ids`, `completion_ids` per line), checked line by line, with
+    what the right truncation to `max_seq_len` removed."""
     path = Path(path)
     if not path.is_file():
         have = sorted(p.stem for p in path.parent.glob("*.jsonl")) if path.parent.is_dir() else []
         raise DataError(f"data file not found: {path} (splits present: {', '.join(have) or 'none'}); run "
                         f"`make data DATASET={path.parent.name}` or choose another split with "
                         f"data.train_split=/data.valid_split=")
-    examples = []
+    split = Split(path, [])
     for where, row in read_jsonl_objects(path):
         context, completion = _token_list(row, "context_ids", where), _token_list(row, "completion_ids", where)
-        examples.append(Example(tuple((context + completion)[:max_seq_len]), len(context)))
-        if limit and len(examples) >= limit:
+        example = TrainingSequence(tuple((context + completion)[:max_seq_len]), len(context))
+        dropped = len(completion) - example.n_loss
+        if dropped:
+            split.n_truncated += 1
+            split.n_without_loss += example.n_loss == 0
+            split.tokens_dropped += dropped
+        if example.n_input > split.longest:
+            split.longest, split.longest_at = example.n_input, where
+        split.examples.append(example)
+        if limit and len(split.examples) >= limit:
             break
-    if not examples:
+    if not split.examples:
         raise DataError(f"{path}: no examples")
-    return examples
+    return split
+
+
+def load_examples(path: str | Path, max_seq_len: int, limit: int = 0) -> list[TrainingSequence]:
+    return read_split(path, max_seq_len, limit).examples
 
 
 def epoch_plan(lengths: list[int], unit_size: int, seed: int, epoch: int, bucket_window: int) -> list[list[int]]:
@@ -89,12 +127,12 @@ def rank_share(unit: list[int], rank: int, world_size: int) -> list[int]:
     return unit[rank::world_size]
 
 
-def split_by_tokens(examples: list[Example], max_tokens: int) -> list[list[Example]]:
+def split_by_tokens(examples: list[TrainingSequence], max_tokens: int) -> list[list[TrainingSequence]]:
     """Chunks whose padded size (rows x longest row) stays <= max_tokens (at least one example each)."""
     if max_tokens <= 0:
         return [examples]
-    chunks: list[list[Example]] = []
-    current: list[Example] = []
+    chunks: list[list[TrainingSequence]] = []
+    current: list[TrainingSequence] = []
     longest = 0
     for ex in sorted(examples, key=lambda e: e.n_input):
         longest_if_added = max(longest, ex.n_input)
@@ -119,7 +157,7 @@ class Batch:
                      self.targets.to(device, non_blocking=True), self.n_tokens, self.n_loss)
 
 
-def collate(examples: list[Example], pad_to: int = 0) -> Batch:
+def collate(examples: list[TrainingSequence], pad_to: int = 0) -> Batch:
     """Right-padded batch; `pad_to` > 0 pads to that fixed length instead (the reference regime, benchmarks)."""
     width = max(pad_to, max(e.n_input for e in examples))
     input_ids = torch.full((len(examples), width), PAD_ID, dtype=torch.long)
@@ -134,7 +172,7 @@ def collate(examples: list[Example], pad_to: int = 0) -> Batch:
                  sum(len(e.tokens) for e in examples), len(targets))
 
 
-def validation_batches(examples: list[Example], rank: int, world_size: int, batch_size: int) -> list[Batch]:
+def validation_batches(examples: list[TrainingSequence], rank: int, world_size: int, batch_size: int) -> list[Batch]:
     """This rank's disjoint share of the validation set, longest first (no shuffling needed)."""
     mine = sorted(examples[rank::world_size], key=lambda e: -e.n_input)
     return [collate(mine[i:i + batch_size]) for i in range(0, len(mine), batch_size)]
