@@ -102,3 +102,25 @@ def test_pretraining_documents_can_group_the_references_of_an_input(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert read_documents(path) == [[1, 50256], [5, 50256], [6, 50256], [2, 50256], [7, 50256]]
     assert read_documents(path, group_references=True) == [[1, 50256], [2, 50256], [5, 50256, 6, 50256], [7, 50256]]
+
+
+def test_pretraining_can_give_the_inputs_names_made_up_names_consistently_within_a_document(tmp_path):
+    import random
+
+    from lora_nlg.demo.base_model import read_entities, rename_entities
+    from lora_nlg.tokenizer import get_tokenizer
+
+    tok = get_tokenizer()
+    rows = [{"context": "name : The Eagle | food : French | near : Burger King"},
+            {"context": "name : Aromi | area : riverside"}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    entities = read_entities(path)
+    assert sorted(tok.decode(e) for e in entities) == [" Aromi", " Burger King", " The Eagle"]
+    doc = tok.encode(" The Eagle is near Burger King . The Eagle serves French food .")
+    renamed = tok.decode(rename_entities(doc, entities, random.Random(0)))
+    first, second = renamed.split(" . ")
+    eagle = first.split(" is near ")[0]
+    assert "Eagle" not in renamed and "Burger" not in renamed and "French" in renamed
+    assert second == eagle.strip() + " serves French food ."
+    assert tok.decode(rename_entities(doc, entities, random.Random(1))) != renamed  # new names on every call

@@ -17,9 +17,11 @@ pretraining, not LoRA).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -31,7 +33,7 @@ from tqdm import tqdm
 from lora_nlg.atomic import WriteError, atomic_dir
 from lora_nlg.model.gpt2 import GPT2
 from lora_nlg.model.architecture import GPT2Config
-from lora_nlg.tokenizer import EOT_ID, VOCAB_SIZE
+from lora_nlg.tokenizer import EOT_ID, VOCAB_SIZE, get_tokenizer
 
 
 def read_documents(path: Path, group_references: bool = False) -> list[list[int]]:
@@ -58,9 +60,69 @@ def read_documents(path: Path, group_references: bool = False) -> list[list[int]
     return docs
 
 
-def pack_blocks(docs: list[list[int]], block: int, rng: random.Random) -> torch.Tensor:
-    """Shuffle documents (each starting after an end token) and cut the stream into [N, block+1] windows."""
-    order = docs[:]
+ENTITY_FIELDS = ("name", "near")
+
+
+def read_entities(path: Path, fields: tuple[str, ...] = ENTITY_FIELDS) -> list[list[int]]:
+    """Token ids (with their leading space, as they appear mid-text) of every distinct value of the inputs'
+    entity fields (`name : X | ... | near : Y`), longest first."""
+    values = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            for pair in json.loads(line).get("context", "").split(" | "):
+                key, sep, value = pair.strip().partition(" : ")
+                if sep and key in fields and value:
+                    values.add(value)
+    tok = get_tokenizer()
+    return sorted((tok.encode(" " + v) for v in values), key=len, reverse=True)
+
+
+@functools.lru_cache(maxsize=1)
+def name_pieces() -> tuple[list[int], list[int]]:
+    """Vocabulary tokens a made-up name is built from: capitalised words (' Xxx') and lower-case word pieces."""
+    tok = get_tokenizer()
+    words, pieces = [], []
+    for i in range(VOCAB_SIZE - 1):
+        text = tok.decode([i])
+        if re.fullmatch(r" [A-Z][a-z]{2,}", text):
+            words.append(i)
+        elif re.fullmatch(r"[a-z]{2,}", text):
+            pieces.append(i)
+    return words, pieces
+
+
+def random_name(rng: random.Random) -> list[int]:
+    """One to three tokens: a capitalised word, then words or word pieces ('Strada', 'Loch Fyne')."""
+    words, pieces = name_pieces()
+    name = [rng.choice(words)]
+    for _ in range(rng.choice((0, 0, 1, 2))):
+        name.append(rng.choice(words if rng.random() < 0.5 else pieces))
+    return name
+
+
+def rename_entities(doc: list[int], entities: list[list[int]], rng: random.Random) -> list[int]:
+    """`doc` with every entity replaced by a made-up name, the same one for each occurrence within the document."""
+    by_first: dict[int, list[list[int]]] = {}
+    for e in entities:
+        by_first.setdefault(e[0], []).append(e)
+    names: dict[tuple[int, ...], list[int]] = {}
+    out, i = [], 0
+    while i < len(doc):
+        match = next((e for e in by_first.get(doc[i], ()) if doc[i: i + len(e)] == e), None)
+        if match is None:
+            out.append(doc[i])
+            i += 1
+        else:
+            out.extend(names.setdefault(tuple(match), random_name(rng)))
+            i += len(match)
+    return out
+
+
+def pack_blocks(docs: list[list[int]], block: int, rng: random.Random,
+                entities: list[list[int]] | None = None) -> torch.Tensor:
+    """Shuffle documents (each starting after an end token) and cut the stream into [N, block+1] windows; with
+    `entities`, each document's entities get fresh made-up names (new ones at every call, i.e. every epoch)."""
+    order = [rename_entities(d, entities, rng) for d in docs] if entities else docs[:]
     rng.shuffle(order)
     stream = [EOT_ID]
     for doc in order:
@@ -73,7 +135,7 @@ def sampled_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, wte: torch
                          n_negatives: int, gen: torch.Generator) -> torch.Tensor:
     """Cross-entropy over the corpus vocabulary plus random negatives (targets are always candidates)."""
     negatives = torch.randint(0, VOCAB_SIZE, (n_negatives,), generator=gen)
-    candidates = torch.unique(torch.cat([corpus_vocab, negatives]))
+    candidates = torch.unique(torch.cat([corpus_vocab, negatives, targets.reshape(-1)]))
     position = torch.full((VOCAB_SIZE,), -1, dtype=torch.long)
     position[candidates] = torch.arange(len(candidates))
     logits = hidden @ wte[candidates].T
@@ -90,23 +152,24 @@ def full_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, wte: torch.Te
 
 def pretrain(data: Path, out_dir: Path, preset: str = "small", steps: int = 400, batch_size: int = 16,
              block: int = 128, lr: float = 3e-3, warmup: int = 40, negatives: int = 512, full_positions: int = 128,
-             seed: int = 0, log: bool = True, group_references: bool = False) -> dict:
+             seed: int = 0, log: bool = True, group_references: bool = False, random_names: bool = False) -> dict:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     docs = read_documents(data, group_references)
     corpus_vocab = torch.tensor(sorted({t for d in docs for t in d} | {EOT_ID}))
+    entities = read_entities(data) if random_names else None
     model = GPT2(GPT2Config.preset(preset)).train()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.95))
-    blocks, cursor, history = pack_blocks(docs, block, rng), 0, []
+    blocks, cursor, history = pack_blocks(docs, block, rng, entities), 0, []
     start = time.time()
     bar = tqdm(range(1, steps + 1), desc=f"pretrain {preset}", disable=None if log else True, leave=False)
     for step in bar:
         if cursor + batch_size > len(blocks):
-            blocks, cursor = pack_blocks(docs, block, rng), 0  # new epoch, new shuffle
+            blocks, cursor = pack_blocks(docs, block, rng, entities), 0  # new epoch, new shuffle (and names)
         batch = blocks[cursor: cursor + batch_size]
         cursor += batch_size
         for group in opt.param_groups:  # linear warmup, cosine decay to 10%
@@ -122,7 +185,8 @@ def pretrain(data: Path, out_dir: Path, preset: str = "small", steps: int = 400,
         opt.step()
         history.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}")
-    summary = {"preset": preset, "steps": steps, "group_references": group_references, "documents": len(docs), "corpus_vocab": len(corpus_vocab),
+    summary = {"preset": preset, "steps": steps, "group_references": group_references, "random_names": random_names,
+               "documents": len(docs), "corpus_vocab": len(corpus_vocab),
                "first_loss": history[0], "last_loss": sum(history[-10:]) / len(history[-10:]),
                "seconds": round(time.time() - start, 1),
                "tokens_per_s": round(steps * batch_size * block / (time.time() - start), 1)}
@@ -148,11 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-references", action="store_true",
                         help="one document per input holding all its references (entities recur across them, "
                              "so the model learns to copy from earlier text; the inputs stay separate documents)")
+    parser.add_argument("--random-names", action="store_true",
+                        help="replace the inputs' names (name and near fields) in every document by made-up names "
+                             "from the whole vocabulary, new ones each epoch: the model learns to copy any name "
+                             "rather than recall the corpus's few")
     args = parser.parse_args(argv)
     try:
         summary = pretrain(args.data, args.out_dir, args.preset, args.steps, args.batch_size, args.block, args.lr,
                            negatives=args.negatives, full_positions=args.full_positions, seed=args.seed,
-                           group_references=args.group_references)
+                           group_references=args.group_references, random_names=args.random_names)
     except (ValueError, FileNotFoundError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
