@@ -12,7 +12,7 @@ a sample of positions per step also gets the exact full-vocabulary cross-entropy
 tokens (without it ~40% of the probability leaks to tokens the corpus never uses). All weights train (this is
 pretraining, not LoRA).
 
-    python -m lora_nlg.pretrain DATA_JSONL OUT_DIR [--preset small] [--steps 400] ...
+    python -m lora_nlg.pretrain DATA_JSONL OUT_DIR [--preset small] [--steps 400] [--group-references] [--random-names] ...
 """
 from __future__ import annotations
 

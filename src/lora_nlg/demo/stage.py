@@ -126,6 +126,13 @@ def summarise(demo_dir: Path, run_dir: Path) -> dict:
     }
 
 
+def base_model_format(base_model: dict) -> str:
+    """How the pretraining documents were made, as the table's base-model line says it ('' for the plain one)."""
+    notes = (["the references of an input as one document"] if base_model.get("group_references") else []) + \
+        (["names made up"] if base_model.get("random_names") else [])
+    return f" ({', '.join(notes)})" if notes else ""
+
+
 def format_table(summary: dict) -> str:
     base, lora = summary["base_scores"], summary["lora_scores"]
     keys = [k for k in ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr") if k in lora]
@@ -134,7 +141,7 @@ def format_table(summary: dict) -> str:
              f"  train: {data['train']}", f"  valid: {data['valid']}", f"  test:  {data['test']}",
              f"Base model: GPT-2 '{summary['base_model']['preset']}' pretrained here for "
              f"{summary['base_model']['steps']} steps on the training texts"
-             f"{' (the references of an input as one document)' if summary['base_model'].get('group_references') else ''}"
+             f"{base_model_format(summary['base_model'])}"
              f" (NOT GPT-2 M; not the paper's setting)",
              "", f"{'test scores':<14}{'base model':>12}{'+ LoRA':>12}", "-" * 38]
     lines += [f"{k:<14}{base.get(k, math.nan):>12.4f}{lora[k]:>12.4f}" for k in keys]
