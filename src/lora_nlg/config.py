@@ -95,7 +95,9 @@ class TrainConfig:
     schedule: str = "linear"    # linear (warmup, then linear decay to 0) | cosine (warmup, cosine to 0) | constant
     warmup_steps: int = 500
     # Numerics and speed.
-    precision: str = "fp32"     # fp32 | bf16 (autocast, CPU and CUDA) | fp16 (autocast + grad scaler, CUDA only)
+    precision: str = "fp32"     # fp32 | bf16 (autocast, CPU and CUDA) | fp16 (autocast + grad scaler, CUDA only) |
+                                #   auto (bf16 where the hardware computes it natively, else fp32; config.yaml
+                                #   records the resolved value, lora_nlg/precision.py decides)
     compile: bool = False       # torch.compile the model
     device: str = "auto"        # auto (cuda:LOCAL_RANK if available, else cpu) | cpu | cuda
     # Logging, validation and checkpoints (intervals in optimizer updates; 0 disables).
@@ -248,7 +250,8 @@ def _check(cfg: RunConfig) -> None:
     require(t.clip >= 0, "train.clip", "must be >= 0")
     require(0 <= t.label_smoothing < 1, "train.label_smoothing", f"{t.label_smoothing} not in [0, 1)")
     require(t.schedule in ("linear", "cosine", "constant"), "train.schedule", f"{t.schedule!r} not linear|cosine|constant")
-    require(t.precision in ("fp32", "bf16", "fp16"), "train.precision", f"{t.precision!r} not fp32|bf16|fp16")
+    require(t.precision in ("fp32", "bf16", "fp16", "auto"), "train.precision",
+            f"{t.precision!r} not fp32|bf16|fp16|auto")
     require(t.device in ("auto", "cpu", "cuda"), "train.device", f"{t.device!r} not auto|cpu|cuda")
     require(dc.beam >= 1, "decode.beam", "must be >= 1")
     require(dc.max_new_tokens >= 1, "decode.max_new_tokens", "must be >= 1")

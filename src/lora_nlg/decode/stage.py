@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from lora_nlg import precision
 from lora_nlg.atomic import atomic_dir
 from lora_nlg.config import ConfigError, load_config
 from lora_nlg.decode import reference_files as refs_mod
@@ -33,6 +34,16 @@ class DecodeError(RunError):
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
+
+
+def resolve_dtype(requested: str, env) -> str:
+    """--dtype auto -> bf16 or fp32 for this device (lora_nlg.precision); bf16 where it is emulated warns."""
+    if requested not in ("auto", "bf16"):
+        return requested
+    dtype, warning = precision.resolve(requested, env.device, "--dtype")
+    if warning and env.rank == 0:
+        print(warning, file=sys.stderr)
+    return dtype
 
 
 def load_model(args, cfg) -> tuple[object, str]:
@@ -78,7 +89,9 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--data", help="data jsonl (default: <data.dir or data/<dataset>>/<split>.jsonl)")
     p.add_argument("--out", help="output dir (default: checkpoints/<RUN>/decode/<split>/)")
     p.add_argument("--runs-dir", default="checkpoints", help="where run directories live (default checkpoints)")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="model precision (default fp32)")
+    p.add_argument("--dtype", choices=(*DTYPES, "auto"), default="fp32",
+                   help="model precision (default fp32; auto: bf16 where the hardware computes it natively, else "
+                        "fp32; decode.json records the resolved one)")
     p.add_argument("--max-inputs", type=int, default=0, help="decode only the first N unique inputs (0 = all)")
     p.add_argument("--max-batch-tokens", type=int, default=0,
                    help="also cap a batch at this many cache slots (inputs x (prompt + beam x max_new_tokens))")
@@ -128,13 +141,15 @@ def run(args) -> dict:
         model, what = load_model(args, cfg)
         if model.lora_config is not None:
             model.merge_lora()  # inference only: one matmul per projection, no adapter path
-        model.to(device=env.device, dtype=DTYPES[args.dtype])
+        dtype = resolve_dtype(args.dtype, env)
+        model.to(device=env.device, dtype=DTYPES[dtype])
         d = cfg.decode
         settings = BeamSettings(d.beam, d.length_penalty, d.no_repeat_ngram_size, d.repetition_penalty,
                                 d.min_length, d.max_new_tokens, tuple(d.eos_ids))
         if env.rank == 0:
             print(f"decode: {what}\n  {len(inputs)} unique inputs of {data_path} ({len(examples)} references), "
-                  f"{env.world_size} process(es), {args.dtype}, {env.device}\n  {settings}", file=sys.stderr)
+                  f"{env.world_size} process(es), {dtype}"
+                  f"{' (auto)' if args.dtype == 'auto' else ''}, {env.device}\n  {settings}", file=sys.stderr)
         # Strided shares of the length-sorted inputs give every rank about the same work.
         by_length = sorted(range(len(inputs)), key=lambda i: -len(inputs[i].context_ids))
         mine = by_length[env.rank::env.world_size]
@@ -151,7 +166,7 @@ def run(args) -> dict:
                 raise DecodeError(f"gathered {len(results)} hypotheses for {len(inputs)} inputs")
             summary = {"model": what, "dataset": dataset, "split": args.split, "data": str(data_path),
                        "inputs": len(inputs), "references": len(examples), "processes": env.world_size,
-                       "dtype": args.dtype, "seconds": round(time.time() - start, 2),
+                       "dtype": dtype, "dtype_requested": args.dtype, "seconds": round(time.time() - start, 2),
                        "inputs_per_s": round(len(inputs) / max(time.time() - start, 1e-9), 3),
                        "stopped_early": sum(st.get("stopped_early", 0) for _, st in gathered),
                        "decode": asdict(d)}

@@ -3,12 +3,14 @@ data, build the model and optimizer, restore a checkpoint, write config.yaml. Ev
 data, weights, checkpoint) happens before the run directory is written."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from lora_nlg import precision
 from lora_nlg.train.batching import Example, load_examples, validation_batches
 from lora_nlg.config import ConfigError, RunConfig, diff
 from lora_nlg.train.objective import apply_precision
@@ -26,6 +28,7 @@ RESUMABLE_CHANGES = {"train.resume", "train.log_interval", "train.eval_interval"
 
 def setup(cfg: RunConfig, env) -> Session:
     t = cfg.train
+    resolve_precision(cfg, env)
     if t.precision == "fp16" and env.device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs CUDA (it uses a grad scaler); use bf16 on CPU")
     run_dir = cfg.run_dir()
@@ -43,6 +46,20 @@ def setup(cfg: RunConfig, env) -> Session:
         write_run_dir(s)
     env.barrier()
     return s
+
+
+def resolve_precision(cfg: RunConfig, env) -> None:
+    """train.precision=auto becomes bf16 or fp32 for this device (config.yaml records the resolved value, so a
+    resumed run compares like with like); bf16 where it is only emulated gets a warning."""
+    t = cfg.train
+    requested = t.precision
+    t.precision, warning = precision.resolve(requested, env.device, "train.precision")
+    if env.is_main:
+        if requested == "auto":
+            tqdm.write(f"train.precision=auto -> {t.precision} on {env.device}"
+                       + (f" ({precision.describe_cpu()})" if env.device.type == "cpu" else ""), file=sys.stderr)
+        if warning:
+            tqdm.write(warning, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- run directory
