@@ -169,7 +169,8 @@ class BeamKVCache:
         n, K, t = self.n_inputs, self.beam, self.generated
         device = self.prompt_bias.device
         self.ancestors[:n, :, t] = torch.arange(K, device=device)  # this step's token of row r goes to slot r
-        own = F.one_hot(self.ancestors[:n, :, : t + 1], K).view(n, K, (t + 1) * K).bool()
+        # a comparison, not F.one_hot, which reads the indices' range back to the host to check it
+        own = (self.ancestors[:n, :, : t + 1, None] == torch.arange(K, device=device)).view(n, K, (t + 1) * K)
         steps = torch.zeros(own.shape, dtype=self.prompt_bias.dtype, device=device).masked_fill_(~own, float("-inf"))
         bias = torch.cat([self.prompt_bias[:, None, :].expand(n, K, -1), steps], dim=2)
         return bias[:, None].to(dtype)
