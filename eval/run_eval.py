@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scorer packages 
 
 import paper_numbers  # noqa: E402
 from evalcommon.java_tools import JavaToolError  # noqa: E402
-from evalcommon.text_files import EvalInputError, write_text_atomic  # noqa: E402
+from evalcommon.text_files import EvalInputError, write_texts_together  # noqa: E402
+from lora_nlg.atomic import WriteError, check_writable, json_text  # noqa: E402
 
 WEBNLG_SUBSETS = ("unseen", "seen", "all")  # the paper's column order (U, S, A)
 E2E_METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
@@ -138,6 +139,7 @@ def evaluate_run(run_dir: Path, split: str, mteval_mode: str = "official") -> di
     decode_dir = run_dir / "decode" / split
     if not decode_dir.is_dir():
         raise EvalInputError(f"{decode_dir}: not found; decode first: `make decode RUN={run_dir.name} SPLIT={split}`")
+    check_writable(run_dir / "eval" / f"{split}.json")  # before the scorers run, not after
     dataset, model = read_run_facts(run_dir, decode_dir)
     dataset = dataset or detect_dataset(decode_dir)
     if dataset not in paper_numbers.TO_PAPER_SCALE:
@@ -163,8 +165,8 @@ def evaluate_run(run_dir: Path, split: str, mteval_mode: str = "official") -> di
                         "scores": {s: {m: {"value": p.value, "plus_minus": p.plus_minus}
                                        for m, p in (paper(dataset, paper_model, s) or {}).items()}
                                    for s in scores}}}
-    write_text_atomic(run_dir / "eval" / f"{split}.json", json.dumps(report, indent=1) + "\n")
-    write_text_atomic(run_dir / "eval" / f"{split}.md", markdown_report(facts, scores, paper_model))
+    write_texts_together({run_dir / "eval" / f"{split}.json": json_text(report, indent=1) + "\n",
+                          run_dir / "eval" / f"{split}.md": markdown_report(facts, scores, paper_model)})
     return report
 
 
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         evaluate_run(args.run_dir, args.split, args.mteval)
-    except (EvalInputError, JavaToolError) as e:
+    except (EvalInputError, JavaToolError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     json_path, md_path = (args.run_dir / "eval" / f"{args.split}.{ext}" for ext in ("json", "md"))

@@ -7,12 +7,12 @@ E2E: REFS is a text file (references one per line, a blank line between inputs) 
 HYP one line per input. Prints what tuetschek/e2e-metrics `measure_scores.py` prints (`--mteval python` = its
 `-p` flag). WebNLG/DART: REFS is a directory holding reference0, reference1, ..., a path prefix such as
 dir/reference, or several reference files (then HYP is the last path); prints GenerationEval's table.
-`--json OUT` also writes the scores at full precision. Exit status 2 on bad input or missing Java.
+`--json OUT` also writes the scores at full precision (checked writable before scoring; NaN is written as null).
+Exit status 2 on bad input, missing Java or an OUT that cannot be written; then nothing is printed or written.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evalcommon.java_tools import JavaToolError  # noqa: E402
 from evalcommon.text_files import EvalInputError, check_same_count, write_text_atomic  # noqa: E402
 from geneval.inputs import numbered_reference_files  # noqa: E402
+from lora_nlg.atomic import WriteError, check_writable, json_text  # noqa: E402
 
 GENERATION_EVAL_JSON_KEYS = ("BLEU", "METEOR", "TER", "TER_corpus")
 
@@ -81,16 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     *refs, hyp = args.paths
     try:
+        if args.json:
+            check_writable(args.json)
         if args.dataset == "e2e":
             scores, printed = score_e2e_command(refs[0], hyp, args.mteval)
         else:
             scores, printed = score_generation_command(refs, hyp)
-    except (EvalInputError, JavaToolError) as e:
+        if args.json:
+            write_text_atomic(Path(args.json), json_text(scores, indent=1) + "\n")
+    except (EvalInputError, JavaToolError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     sys.stdout.write(printed)
-    if args.json:
-        write_text_atomic(Path(args.json), json.dumps(scores, indent=1) + "\n")
     return 0
 
 

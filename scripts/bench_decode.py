@@ -72,7 +72,8 @@ def e2e_test_prompts(n: int) -> tuple[list[list[int]], str]:
                 seen.add(context)
                 prompts.append(enc.encode(context) + [EOT_ID])
         return prompts, "../shared/data/e2e/test.txt"
-    g = torch.Generator().manual_seed(0)  # E2E test contexts: mean 36.3 tokens, max 47 (reference-pipeline.md §1.3)
+    # E2E test contexts: mean 36.3 tokens, max 47 (docs/reference-pipeline.md, "BPE encoding")
+    g = torch.Generator().manual_seed(0)
     lengths = torch.normal(36.3, 5.0, (n,), generator=g).clamp(12, 47).long()
     return [torch.randint(0, 50000, (int(k) - 1,), generator=g).tolist() + [EOT_ID] for k in lengths], "synthetic"
 

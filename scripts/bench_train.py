@@ -6,11 +6,11 @@
 
 A step = forward + loss + backward + AdamW update of the LoRA parameters (r=4, alpha=32, dropout 0.1, q/v), random
 weights. Sequence lengths come from real data: data/<data>/{train,valid}.jsonl if `make data` ran, else the raw
-files in ../shared/data, else a fixed-seed draw matching the reference-pipeline.md §1.3 statistics. `tokens_per_s`
-counts real (non-pad) tokens. `achieved_flops` counts the matmul FLOPs actually executed (padded shapes, attention
-T^2, backward = input gradients only since the base weights are frozen); `peak_flops` is the best of a few
-2048^3 matmuls in the same dtype, so `mfu` = achieved / measured peak. Our step is the training stage's own
-(objective.apply_precision, objective.autocast, objective.batch_loss_sum). `--hf` also trains transformers'
+files in ../shared/data, else a fixed-seed draw matching the statistics in docs/reference-pipeline.md, "BPE
+encoding". `tokens_per_s` counts real (non-pad) tokens. `achieved_flops` counts the matmul FLOPs actually executed
+(padded shapes, attention T^2, backward = input gradients only since the base weights are frozen); `peak_flops` is
+the best of a few 2048^3 matmuls in the same dtype, so `mfu` = achieved / measured peak. Our step is the training
+stage's own (objective.apply_precision, objective.autocast, objective.batch_loss_sum). `--hf` also trains transformers'
 GPT2LMHeadModel + PEFT LoRA on the same batches (scripts/bench_hf.py), in `--rounds` alternating rounds of
 `--steps` updates each, and reports `speedup_vs_hf` (median of the per-round ratios).
 """
@@ -63,8 +63,8 @@ def _shared_pairs(name: str) -> list[tuple[str, str]]:
 
 
 def _synthetic(name: str, n: int = 4000) -> list[Example]:
-    """Fixed-seed lengths matching §1.3: E2E context mean 36.3 (max 47), completion mean 30.7 (max 90);
-    WebNLG total mean 79 (p99 223)."""
+    """Fixed-seed lengths matching docs/reference-pipeline.md, "BPE encoding": E2E context mean 36.3 (max 47),
+    completion mean 30.7 (max 90); WebNLG total mean 79 (p99 223)."""
     g = torch.Generator().manual_seed(0)
     if name == "e2e":
         ctx = torch.normal(36.3, 5.0, (n,), generator=g).clamp(12, 47)
@@ -83,7 +83,7 @@ def benchmark_examples(name: str, max_seq_len: int = 512) -> tuple[list[Example]
     try:
         return _encode_pairs(_shared_pairs(name), max_seq_len), f"../shared/data ({name} dev)"
     except (FileNotFoundError, KeyError, ValueError):
-        return _synthetic(name), "synthetic (fixed seed, §1.3 statistics)"
+        return _synthetic(name), "synthetic (fixed seed, E2E-like lengths)"
 
 
 # ---------------------------------------------------------------------------------------------- steps
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     params = list(model.lora_parameters())
     opt = ReferenceAdamW(params, lr=2e-4, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    apply_precision(model, args.dtype)   # as the training stage does (train_setup.build_training_model)
+    apply_precision(model, args.dtype)   # as the training stage does (train.setup.build_training_model)
     precision_context = lambda: autocast(args.dtype, device.type)  # noqa: E731
     units = epoch_plan([e.n_input for e in examples], args.batch, args.seed, 1, args.bucket_window)
     need = args.warmup + max(args.steps, args.pad_steps if args.pad else 0)

@@ -66,7 +66,7 @@ def test_e2e_test_token_ids_equal_an_independent_encoder(prepared):
 
 
 def test_token_lengths_match_the_reference_measurements(prepared):
-    # figures measured on the reference's own encoding (design/reference-pipeline.md section 1.3)
+    # figures measured on the reference's own encoding (docs/reference-pipeline.md, "BPE encoding")
     e2e = split_stats(prepared, "e2e", "test")
     assert (e2e["tokens"]["context"]["max"], e2e["tokens"]["completion"]["max"]) == (47, 90)
     assert (round(e2e["tokens"]["total"]["mean"]), e2e["tokens"]["total"]["p99"], e2e["tokens"]["total"]["max"]) \

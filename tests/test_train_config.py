@@ -47,7 +47,8 @@ def test_demo_preset_loads():
 
 
 def test_max_steps_from_epochs_is_the_references_arithmetic():
-    # reference-pipeline.md §3.1: E2E 5 x ceil(42061/8) = 26,290; WebNLG ends at 11,270 (issue #94)
+    # docs/reference-pipeline.md, "Optimizer and schedule": E2E 5 x ceil(42061/8) = 26,290; WebNLG ends at
+    # 11,270 (microsoft/LoRA issue #94)
     assert derive_max_steps(42061, 8, 1, 1, 5) == 26290
     assert derive_max_steps(18025, 8, 1, 1, 5) == 11270
     assert derive_max_steps(42061, 8, 1, 2, 5) == 5 * 2629       # accumulation halves the updates

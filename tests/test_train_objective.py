@@ -23,7 +23,8 @@ from lora_nlg.train.optim import ReferenceAdamW, lr_lambda  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- loss
 def reference_loss(model, rows, seq_len: int, eps: float) -> torch.Tensor:
-    """reference-pipeline.md §1.4 + §2.5 verbatim: pad to seq_len, full logits, masked, smoothed, / (sum + 1e-4)."""
+    """The reference as docs/reference-pipeline.md describes it ("Training examples and the loss mask", "Training
+    objective"), verbatim: pad to seq_len, full logits, masked, smoothed, / (sum + 1e-4)."""
     inputs, targets, masks = [], [], []
     for row in rows:
         cond, full = row["context_ids"], row["context_ids"] + row["completion_ids"]

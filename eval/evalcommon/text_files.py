@@ -1,8 +1,6 @@
 """Reading the text files metrics score: strict UTF-8, one item per line, errors that name the file and line."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 
@@ -47,14 +45,13 @@ def check_same_count(n_refs: int, refs_name: str, n_hyps: int, hyps_name: str) -
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write via a temp file in the same directory and os.replace: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write via a temp file and a rename (lora_nlg.atomic): readers never see half a file; a failure raises
+    WriteError, "cannot write <path>: <reason>"."""
+    write_texts_together({path: text})
+
+
+def write_texts_together(files: dict[str | Path, str]) -> None:
+    """Several text files that appear together or not at all (e.g. eval/<split>.json and .md)."""
+    from lora_nlg.atomic import write_files_together  # torch-free
+
+    write_files_together(files)

@@ -7,14 +7,14 @@ unknown keys and bad values raise `ConfigError` with a message that names the ke
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lora_nlg.atomic import atomic_file
 
 MODEL_PRESETS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "tiny", "small")
 LORA_TARGETS = ("q", "k", "v", "c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
@@ -334,7 +334,5 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     path = Path(path)
     text = "# Resolved lora-nlg run configuration (all keys; load with lora_nlg.config.load_config).\n"
     text += yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_file(path, "w", encoding="utf-8") as f:
         f.write(text)
-    os.replace(tmp, path)

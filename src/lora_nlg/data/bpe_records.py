@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from lora_nlg.atomic import atomic_file
+from lora_nlg.atomic import atomic_file, json_text
 from lora_nlg.data.readers import SPLITS, Example, SplitSource, read_jsonl_objects, require_field
 from lora_nlg.tokenizer import EOT_ID, get_tokenizer
 
@@ -81,17 +81,19 @@ def _display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-def write_stats(out: Path, new: dict[str, dict]) -> dict:
-    """Merge this run's splits into stats.json, keeping other splits whose jsonl still exists."""
+def merged_stats(out: Path, new: dict[str, dict]) -> dict:
+    """stats.json for `out` after this run: its new splits plus the old splits whose jsonl stays."""
     path = out / "stats.json"
     try:
         old = json.loads(path.read_text(encoding="utf-8")).get("splits", {}) if path.exists() else {}
-    except (json.JSONDecodeError, AttributeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         old = {}
     splits = {s: new.get(s, old.get(s)) for s in SPLITS if s in new or (s in old and (out / f"{s}.jsonl").exists())}
-    stats = {"dataset": out.name, "splits": splits}
-    atomic_write_lines(path, [json.dumps(stats, indent=2, ensure_ascii=False) + "\n"])
-    return stats
+    return {"dataset": out.name, "splits": splits}
+
+
+def stats_text(stats: dict) -> str:
+    return json_text(stats, indent=2, ensure_ascii=False) + "\n"
 
 
 def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
@@ -102,7 +104,7 @@ def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
 
 def jsonl_lines(records: Iterable[dict]) -> Iterator[str]:
     for record in records:
-        yield json.dumps(record, ensure_ascii=False) + "\n"
+        yield json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def load_jsonl(path: Path) -> list[dict]:

@@ -14,7 +14,9 @@ This module is the stage itself (options, order of work, summary). The datasets 
 statistics and writing in `lora_nlg.data.bpe_records`, the manifest, downloads and `--verify` in `lora_nlg.data.raw_files`.
 
 CLI: `python -m lora_nlg.data --dataset e2e|webnlg|dart|all [--raw-dir DIR] [--splits valid,test] ...`
-(or `make data`); errors print `error: ...` and exit 1, leaving no partial files.
+(or `make data`); errors print `error: ...` and exit 1, leaving no partial files. A dataset's directory is
+assembled beside it and swapped in whole (`lora_nlg.atomic.atomic_dir`): its splits and stats.json change together
+or not at all, also on Ctrl-C, a kill or a full disk.
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lora_nlg.atomic import WriteError, atomic_dir, check_writable
 from lora_nlg.data.datasets import Dataset, dataset_names, get_dataset, registry
-from lora_nlg.data.bpe_records import atomic_write_lines, encode_examples, jsonl_lines, split_stats, write_stats
+from lora_nlg.data.bpe_records import (atomic_write_lines, encode_examples, jsonl_lines, merged_stats, split_stats,
+                                       stats_text)
 from lora_nlg.data.raw_files import DEFAULT_MANIFEST, ManifestEntry, download_split, read_manifest, verify_files
 from lora_nlg.data.readers import SPLITS, DataError, SplitSource
 
@@ -64,10 +68,12 @@ def parse_datasets(text: str) -> tuple[str, ...]:
     return (text,)
 
 
-def prepare(config: DataConfig) -> dict[str, dict]:
+def prepare(config: DataConfig, planned: dict[Path, int | None] | None = None) -> dict[str, dict]:
     """Run the stage; returns {output name: stats}. Every dataset is read and encoded before anything is
-    written, so an error leaves earlier outputs untouched."""
+    written, so an error leaves earlier outputs untouched. `planned`, if given, records what the writing got to
+    (how `main` tells what an interrupt changed)."""
     datasets = [get_dataset(name) for name in config.datasets]
+    check_writable(config.out_dir / datasets[0].name, "dir")  # before downloads and encoding, not after
     if config.source != "auto" and len(datasets) != 1:
         raise DataError(f"a source (SOURCE=) applies to one dataset; pick DATASET={_one_of(dataset_names())}")
     for dataset in datasets:
@@ -82,7 +88,7 @@ def prepare(config: DataConfig) -> dict[str, dict]:
         raise DataError(f"RAW_DIR {raw_root} is not a directory")
     located = locate_splits(datasets, raw_root, config)
     outputs = dict(encode_dataset(dataset, splits, raw_root, manifest, config) for dataset, splits in located)
-    return write_outputs(outputs, config.out_dir)
+    return write_outputs(outputs, config.out_dir, {} if planned is None else planned)
 
 
 def locate_splits(datasets: list[Dataset], raw_root: Path, config: DataConfig
@@ -116,15 +122,41 @@ def encode_dataset(dataset: Dataset, splits: dict[str, SplitSource], raw_root: P
     return name, (records, stats)
 
 
-def write_outputs(outputs: dict[str, tuple[dict[str, list[dict]], dict[str, dict]]], out_dir: Path
-                  ) -> dict[str, dict]:
-    summary = {}
-    for name, (records, stats) in outputs.items():
-        out = out_dir / name
-        for split, split_records in records.items():
-            atomic_write_lines(out / f"{split}.jsonl", jsonl_lines(split_records))
-        summary[name] = write_stats(out, stats)
+def write_outputs(outputs: dict[str, tuple[dict[str, list[dict]], dict[str, dict]]], out_dir: Path,
+                  planned: dict[Path, int | None]) -> dict[str, dict]:
+    """Each dataset's directory whole: its new splits, the old splits not rebuilt (hard links) and the merged
+    stats.json are assembled beside `out_dir/<name>` and swapped in with one rename. `planned` gets each output
+    directory with the inode of its replacement once that is complete (see `describe_interrupt`)."""
+    for name in outputs:
+        check_writable(out_dir / name, "dir")
+    summary = {name: merged_stats(out_dir / name, stats) for name, (_, stats) in outputs.items()}
+    planned.update({out_dir / name: None for name in outputs})
+    for name, (records, _) in outputs.items():
+        with atomic_dir(out_dir / name, keep_old=True) as tmp:
+            for split, split_records in records.items():
+                atomic_write_lines(tmp / f"{split}.jsonl", jsonl_lines(split_records))
+            atomic_write_lines(tmp / "stats.json", [stats_text(summary[name])])
+            planned[out_dir / name] = tmp.stat().st_ino
     return summary
+
+
+def describe_interrupt(planned: dict[Path, int | None]) -> str:
+    """What an interrupted run changed: an output directory is new exactly when it is the directory this run
+    assembled (same inode); the swap is one rename, so there is no third state."""
+    if not planned:
+        return "interrupted before writing; no output was changed"
+    done = [out for out, ino in planned.items() if ino is not None and _inode(out) == ino]
+    kept = [out for out in planned if out not in done]
+    parts = ([f"{', '.join(map(str, done))} written completely"] if done else []) + \
+            ([f"{', '.join(map(str, kept))} left as before"] if kept else [])
+    return "interrupted; " + "; ".join(parts)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
 
 
 def _one_of(names: tuple[str, ...]) -> str:
@@ -161,16 +193,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help="file list with URL/size/sha256")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    planned: dict[Path, int | None] = {}
     try:
         config = DataConfig(datasets=parse_datasets(args.dataset), splits=parse_splits(args.splits),
                             raw_dir=args.raw_dir, out_dir=args.out_dir, source=args.source, verify=args.verify,
                             manifest=args.manifest, progress=not args.no_progress)
-        summary = prepare(config)
-    except DataError as e:
+        summary = prepare(config, planned)
+    except (DataError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted; no partial output was written", file=sys.stderr)
+        print(f"error: {describe_interrupt(planned)}", file=sys.stderr)
         return 130
     print(format_summary(summary, config.out_dir, config.splits))
     return 0

@@ -1,6 +1,7 @@
 """Reference and hypothesis files for the metric scripts, with the reference pipeline's conventions.
 
-What `gpt2_decode.py` of microsoft/LoRA does (../shared/design/reference-pipeline.md section 5), kept exactly:
+What `gpt2_decode.py` of microsoft/LoRA does (docs/reference-pipeline.md, "From token ids to text files"), kept
+exactly:
 - references are grouped by the identical context *string*, keys in order of first appearance;
 - every text (reference and hypothesis) is cut at `<|endoftext|>` and at the first blank line, then stripped;
 - E2E: `refs.txt` holds each input's references one per line and a blank line after each input, `hyp.txt` one
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lora_nlg.data.readers import read_jsonl_objects, require_field
-from lora_nlg.atomic import atomic_file
+from lora_nlg.atomic import WriteError, write_files_together
 
 END_OF_TEXT = "<|endoftext|>"
 DATASETS = ("e2e", "webnlg", "dart")
@@ -195,11 +196,9 @@ def reference_files(dataset: str, examples: list[Example], hyps: dict[str, str],
 
 
 def write_files(out_dir: str | Path, files: dict[str, str]) -> None:
-    """Each file replaced atomically; the line counts are checked before anything is written."""
+    """All files replaced together or none (reference files must pair up); line counts checked first."""
     _check_line_counts(files)
-    for rel, text in files.items():
-        with atomic_file(Path(out_dir) / rel, encoding="utf-8", newline="\n") as f:
-            f.write(text)
+    write_files_together({Path(out_dir) / rel: text for rel, text in files.items()})
 
 
 def _check_line_counts(files: dict[str, str]) -> None:
@@ -250,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         files, counts = reference_files(dataset, examples, read_hypotheses(args.predictions), args.ref_num,
                                         args.tokenize, args.lower, source=args.predictions)
         write_files(args.out, files)
-    except ValueError as e:  # ReferenceError included
+    except (ValueError, WriteError) as e:  # ReferenceError included
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {len(files)} files to {args.out} ({', '.join(f'{k}: {v} inputs' for k, v in counts.items())})")

@@ -1,7 +1,7 @@
 """The reference's beam search, batched over many inputs with a KV cache: tensors in, token ids out (no CLI,
 no files; the stage around it is `lora_nlg.decode.stage`).
 
-Semantics are those of microsoft/LoRA `gpt2_beam.py` (../shared/design/reference-pipeline.md section 4):
+Semantics are those of microsoft/LoRA `gpt2_beam.py` (docs/reference-pipeline.md, "Beam search"):
 - each step takes the top-K of the K·V candidates (step 0: of beam 0 only, all beams start identical);
 - repetition penalty, min_length (end tokens banned) and no-repeat-ngram (over *generated* tokens only) change
   the logits, which are then renormalised with a log-softmax;
@@ -21,6 +21,7 @@ inputs one at a time.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -43,9 +44,14 @@ class BeamSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eos_ids", tuple(int(t) for t in self.eos_ids))
+        # length_penalty < 0 is a real setting (it favours shorter hypotheses; the early stop is exact for it);
+        # NaN/inf would rank every finished hypothesis NaN or 0 and write scores that are not numbers.
         checks = [(self.beam >= 1, "beam must be >= 1"), (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
                   (self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size must be >= 0"),
-                  (self.repetition_penalty > 0, "repetition_penalty must be > 0"),
+                  (math.isfinite(self.length_penalty), f"length_penalty must be a finite number, got "
+                                                       f"{self.length_penalty}"),
+                  (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
+                   f"repetition_penalty must be a finite number > 0, got {self.repetition_penalty}"),
                   (self.min_length >= 0, "min_length must be >= 0")]
         for ok, why in checks:
             if not ok:

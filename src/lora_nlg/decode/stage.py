@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from lora_nlg import precision
-from lora_nlg.atomic import atomic_dir
+from lora_nlg.atomic import WriteError, atomic_dir, atomic_file, check_writable, json_text
 from lora_nlg.config import ConfigError, load_config
 from lora_nlg.decode import reference_files as refs_mod
 from lora_nlg.decode.reference_files import ReferenceError
@@ -127,6 +127,9 @@ def run(args) -> dict:
         if dataset not in refs_mod.DATASETS:
             raise DecodeError(f"cannot tell the dataset of {data_path}; pass --dataset e2e|webnlg|dart")
         out_dir = Path(args.out) if args.out else Path(args.runs_dir) / args.run / "decode" / args.split
+        if env.rank == 0:
+            check_writable(out_dir, "dir")  # now, not after the whole beam search
+        settings = beam_settings(cfg.decode)
         examples = refs_mod.read_examples(data_path)
         inputs = refs_mod.unique_inputs(examples, str(data_path))
         if args.max_inputs:
@@ -144,9 +147,15 @@ def run(args) -> dict:
         dtype = resolve_dtype(args.dtype, env)
         model.to(device=env.device, dtype=DTYPES[dtype])
         d = cfg.decode
-        settings = BeamSettings(d.beam, d.length_penalty, d.no_repeat_ngram_size, d.repetition_penalty,
-                                d.min_length, d.max_new_tokens, tuple(d.eos_ids))
+        truncated = check_fits_model(settings, model.config, [len(e.context_ids) for e in inputs], what)
         if env.rank == 0:
+            if truncated:
+                print(f"note: {truncated} of {len(inputs)} inputs are longer than the {model.config.n_positions} "
+                      f"positions less decode.max_new_tokens={settings.max_new_tokens}; their first tokens are "
+                      f"dropped (the reference's left truncation)", file=sys.stderr)
+            if settings.length_penalty < 0:
+                print(f"note: decode.length_penalty={settings.length_penalty} < 0 favours shorter hypotheses",
+                      file=sys.stderr)
             print(f"decode: {what}\n  {len(inputs)} unique inputs of {data_path} ({len(examples)} references), "
                   f"{env.world_size} process(es), {dtype}"
                   f"{' (auto)' if args.dtype == 'auto' else ''}, {env.device}\n  {settings}", file=sys.stderr)
@@ -178,6 +187,31 @@ def run(args) -> dict:
         env.close()
 
 
+def beam_settings(d) -> BeamSettings:
+    """The search settings of `decode.*`; a value the search cannot use is refused before anything runs."""
+    try:
+        return BeamSettings(d.beam, d.length_penalty, d.no_repeat_ngram_size, d.repetition_penalty,
+                            d.min_length, d.max_new_tokens, tuple(d.eos_ids))
+    except ValueError as e:
+        raise DecodeError(str(e).replace("beam search: ", "decode.")) from None
+
+
+def check_fits_model(settings: BeamSettings, config, prompt_lengths: list[int], what: str) -> int:
+    """Refuse settings the model cannot run; returns how many prompts lose their first tokens to make room."""
+    if settings.beam > config.vocab_size:
+        raise DecodeError(f"decode.beam={settings.beam} exceeds the vocabulary of {what} ({config.vocab_size} "
+                          f"tokens): at most that many beams can differ")
+    if settings.max_new_tokens >= config.n_positions:
+        raise DecodeError(f"decode.max_new_tokens={settings.max_new_tokens} leaves no room for a prompt in the "
+                          f"{config.n_positions} positions of {what}; use at most {config.n_positions - 1} "
+                          f"(the reference's eval_len is 64)")
+    bad_eos = [t for t in settings.eos_ids if not 0 <= t < config.vocab_size]
+    if bad_eos:
+        raise DecodeError(f"decode.eos_ids: {bad_eos} are not token ids of {what} (vocabulary {config.vocab_size})")
+    limit = config.n_positions - settings.max_new_tokens
+    return sum(n > limit for n in prompt_lengths)
+
+
 def write_decode_outputs(out_dir: Path, dataset: str, examples, inputs, results: dict[int, dict], ref_num: int, args, tok,
                   summary: dict) -> None:
     """predictions.jsonl, the metric files and decode.json, assembled in a temp dir that replaces `out_dir`."""
@@ -192,22 +226,24 @@ def write_decode_outputs(out_dir: Path, dataset: str, examples, inputs, results:
                "score": h["score"], "finished": h["finished"], "references": grouped[e.context]}
         if seen[e.context] is not None:
             row["seen"] = seen[e.context]
-        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+        lines.append(json_text(row, ensure_ascii=False) + "\n")
     files, counts = refs_mod.reference_files(dataset, examples, texts, ref_num, args.tokenize, args.lower,
                                              source="decoded hypotheses")
     summary.update(subsets=counts, files=sorted(files) + ["predictions.jsonl"],
                    finished_by_end_token=sum(bool(h["finished"]) for h in results.values()))
     with atomic_dir(out_dir) as tmp:
-        (tmp / "predictions.jsonl").write_text("".join(lines), encoding="utf-8")
+        with atomic_file(tmp / "predictions.jsonl", encoding="utf-8") as f:  # a failure names the file
+            f.writelines(lines)
         refs_mod.write_files(tmp, files)
-        (tmp / "decode.json").write_text(json.dumps(summary, indent=1) + "\n")
+        with atomic_file(tmp / "decode.json", encoding="utf-8") as f:
+            f.write(json_text(summary, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run(args)
-    except (RunError, ConfigError, CheckpointError, ReferenceError) as e:  # RunError includes DecodeError
+    except (RunError, ConfigError, CheckpointError, ReferenceError, WriteError) as e:  # RunError: DecodeError too
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

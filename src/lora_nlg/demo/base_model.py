@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lora_nlg.atomic import atomic_dir
+from lora_nlg.atomic import WriteError, atomic_dir
 from lora_nlg.model.gpt2 import GPT2
 from lora_nlg.model.network import GPT2Config
 from lora_nlg.tokenizer import EOT_ID, VOCAB_SIZE
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = pretrain(args.data, args.out_dir, args.preset, args.steps, args.batch_size, args.block, args.lr,
                            negatives=args.negatives, full_positions=args.full_positions, seed=args.seed)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"base model: {args.out_dir} (loss {summary['first_loss']:.2f} -> {summary['last_loss']:.2f}, "

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 from pathlib import Path
 
-from lora_nlg.atomic import atomic_file
+from lora_nlg.atomic import WriteError, atomic_file
 
 NAMES = ["The Golden Fork", "Blue Lantern", "The Olive Tree", "Red Kettle", "The Silver Spoon", "Green Door",
          "The Copper Pot", "Maple House", "The Rusty Anchor", "Little Italy", "The Old Mill", "Sunrise Cafe",
@@ -125,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     for split, n in (("train", 600), ("valid", 60), ("test", 60)):
         parser.add_argument(f"--{split}", type=int, default=n, help=f"number of distinct inputs (default {n})")
     args = parser.parse_args(argv)
-    counts = write_dataset(args.out_dir, args.seed, {"train": args.train, "valid": args.valid, "test": args.test})
+    try:
+        counts = write_dataset(args.out_dir, args.seed, {"train": args.train, "valid": args.valid, "test": args.test})
+    except WriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"synthetic E2E-style data in {args.out_dir}/e2e: " + ", ".join(f"{k} {v} lines" for k, v in counts.items()))
     return 0
 

@@ -1,5 +1,5 @@
 """GPT-2 (pre-LayerNorm, tanh-GELU, learned positions, LM head tied to the token embedding) with LoRA: the
-config and presets, the blocks and `GPT2Network`, which knows nothing of files (`checkpoint_io` reads and writes
+config and presets, the blocks and `GPT2Network`, which knows nothing of files (`weights` reads and writes
 them, `gpt2.GPT2` is the public class with both).
 
 Parameter names follow Hugging Face's GPT2LMHeadModel (`transformer.h.0.attn.c_attn.weight`, Conv1D

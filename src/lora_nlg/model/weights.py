@@ -6,6 +6,7 @@ read with `torch.load(weights_only=True)`, so a pickle that would run code is re
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pickle
@@ -18,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
-from lora_nlg.atomic import atomic_file
+from lora_nlg.atomic import atomic_file, writing
 from lora_nlg.model.lora import LoRAConfig, LoRAConv1D, make_lora_conv
 from lora_nlg.model.network import (IGNORABLE_SUFFIXES, TIED_HEAD_KEY, CheckpointError, GPT2Config, GPT2Network,
                             _check_keys_and_shapes)
@@ -60,13 +61,90 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
     data = st_save_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
                          metadata={"format": "pt", **(metadata or {})})
     with atomic_file(path, "wb") as f:
-        f.write(data)
+        f.write(canonical_safetensors(data))
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same file with its header's keys sorted: safetensors writes the metadata from a Rust HashMap, whose
+    order changes from call to call, so identical adapters would get different bytes (and checksums)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # keep the tensor data 8-byte aligned, as safetensors does
+    return len(header).to_bytes(8, "little") + header + data[8 + n:]
+
+
+def parse_json(text: str | bytes, source: str | Path) -> object:
+    """JSON of a checkpoint file; anything unreadable (bad syntax or encoding, absurd nesting) is a
+    `CheckpointError` naming `source` instead of a traceback."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{source}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise CheckpointError(f"{source}: not usable JSON (nested too deeply)") from None
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object (config.json, adapter_config.json)."""
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read: {e.strerror or e}") from None
+    obj = parse_json(text, path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights holding NaN/inf (a diverged or damaged adapter would decode every input to garbage)."""
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} tensor(s) hold NaN or inf values (e.g. {bad[0]}); the weights "
+                              f"are damaged or training diverged; use another checkpoint")
 
 
 def read_metadata(path: Path) -> dict[str, str]:
-    with open(path, "rb") as f:
-        header_len = int.from_bytes(f.read(8), "little")
-        return json.loads(f.read(header_len)).get("__metadata__", {}) or {}
+    """The `__metadata__` of a safetensors file (strings by the format's rules)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            header_len = int.from_bytes(head, "little")
+            if len(head) < 8 or header_len > path.stat().st_size - 8:
+                raise CheckpointError(f"{path}: not a valid safetensors file (empty, truncated or not safetensors)")
+            header = parse_json(f.read(header_len), path)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read: {e.strerror or e}") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(header, dict) or not isinstance(meta or {}, dict):
+        raise CheckpointError(f"{path}: not a valid safetensors file (its header is not a JSON object)")
+    try:
+        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise CheckpointError(f"{path}: not a valid safetensors file (a tensor entry lacks data_offsets)") from None
+    size = path.stat().st_size
+    if 8 + header_len + end != size:
+        raise CheckpointError(f"{path}: truncated or damaged safetensors file (its header describes "
+                              f"{8 + header_len + end} bytes, the file has {size})")
+    return meta or {}
+
+
+def lora_config_from_metadata(meta: dict[str, str], path: Path) -> LoRAConfig | None:
+    """The LoRAConfig recorded in an adapter file's metadata (None without one); damage names the file."""
+    if "lora_config" not in meta:
+        return None
+    saved = parse_json(meta["lora_config"], f"{path}: metadata lora_config")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: metadata lora_config is not a JSON object")
+    known = {f.name for f in dataclasses.fields(LoRAConfig)}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise CheckpointError(f"{path}: metadata lora_config has unknown field(s) {', '.join(unknown)} "
+                              f"(known: {', '.join(sorted(known))})")
+    try:
+        return LoRAConfig(**saved)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: metadata lora_config: {e}") from None
 
 
 # ------------------------------------------------------------------------------------------ base model
@@ -124,10 +202,11 @@ def load_pretrained(cls: type[N], path: str | Path, lora: LoRAConfig | None) -> 
     weights, cfg_file = locate_weights(path)
     state = normalise_keys(read_tensors(weights), weights)
     if cfg_file is not None:
+        hf = read_json_object(cfg_file)
         try:
-            config = GPT2Config.from_hf_dict(json.loads(cfg_file.read_text()), str(cfg_file))
-        except (json.JSONDecodeError, ValueError) as e:
-            raise CheckpointError(f"{cfg_file}: {e}") from None
+            config = GPT2Config.from_hf_dict(hf, str(cfg_file))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(str(e) if str(e).startswith(str(cfg_file)) else f"{cfg_file}: {e}") from None
     else:
         config = infer_config(state, weights)
     with torch.device("meta"):
@@ -161,10 +240,11 @@ def save_pretrained(model: GPT2Network, out_dir: str | Path, merge_lora: bool) -
         if model.lora_merged:
             raise CheckpointError("LoRA is merged into the weights: call unmerge_lora() first, or save_merged()")
         state = model.base_state_dict()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(out_dir / "model.safetensors", state)
     with atomic_file(out_dir / "config.json") as f:
-        json.dump(model.config.to_hf_dict(), f, indent=2)
+        f.write(json.dumps(model.config.to_hf_dict(), indent=2, sort_keys=True) + "\n")
 
 
 # ------------------------------------------------------------------------------------------ LoRA files
@@ -180,21 +260,22 @@ def load_lora(model: GPT2Network, path: str | Path) -> None:
     path = Path(path)
     if model.lora_config is None:
         raise CheckpointError(f"{path}: the model has no LoRA adapters to load into")
-    meta = read_metadata(path) if path.is_file() else {}
-    if "lora_config" in meta:
-        saved = json.loads(meta["lora_config"])
-        mine = model.lora_config.to_dict()
-        differ = [f"{k}: file {saved.get(k)!r} vs model {mine[k]!r}" for k in ("r", "alpha", "targets", "use_rslora")
-                  if saved.get(k) != mine[k]]
+    saved = lora_config_from_metadata(read_metadata(path), path) if path.is_file() else None
+    if saved is not None:
+        mine, theirs = model.lora_config.to_dict(), saved.to_dict()
+        differ = [f"{k}: file {theirs[k]!r} vs model {mine[k]!r}" for k in ("r", "alpha", "targets", "use_rslora")
+                  if theirs[k] != mine[k]]
         if differ:
             raise CheckpointError(f"{path}: LoRA settings differ from the model's: " + "; ".join(differ))
-    model.load_lora_state_dict(read_tensors(path), str(path))
+    tensors = read_tensors(path)
+    check_finite(tensors, path)
+    model.load_lora_state_dict(tensors, str(path))
 
 
 def read_lora_config(path: str | Path) -> LoRAConfig | None:
     """The LoRAConfig stored in a LoRA file's metadata (None for files without it)."""
-    meta = read_metadata(Path(path))
-    return LoRAConfig(**json.loads(meta["lora_config"])) if "lora_config" in meta else None
+    path = Path(path)
+    return lora_config_from_metadata(read_metadata(path), path)
 
 
 # ------------------------------------------------------------------------------------------ PEFT
@@ -239,10 +320,11 @@ def save_peft_adapter(model: GPT2Network, out_dir: str | Path, base_model_name_o
         "layers_to_transform": None, "layers_pattern": None, "use_dora": False,
     }
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(out_dir / "adapter_model.safetensors", tensors)
     with atomic_file(out_dir / "adapter_config.json") as f:
-        json.dump(config, f, indent=2)
+        f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _pattern_value(patterns: dict, module_name: str, default):
@@ -252,16 +334,27 @@ def _pattern_value(patterns: dict, module_name: str, default):
     return default
 
 
+def read_peft_settings(acfg: dict, cfg_file: Path) -> tuple[bool, float, int, float]:
+    """(use_rslora, lora_dropout, r, lora_alpha) of a PEFT adapter_config.json; a missing or bad one names the key."""
+    for key in ("r", "lora_alpha"):
+        if key not in acfg:
+            raise CheckpointError(f"{cfg_file}: missing key {key!r} (a PEFT LoRA adapter_config.json has it)")
+    r, alpha, dropout = acfg["r"], acfg["lora_alpha"], acfg.get("lora_dropout", 0.0)
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise CheckpointError(f"{cfg_file}: key 'r' must be a positive integer, got {r!r}")
+    for key, value in (("lora_alpha", alpha), ("lora_dropout", dropout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise CheckpointError(f"{cfg_file}: key {key!r} must be a finite number, got {value!r}")
+    return bool(acfg.get("use_rslora", False)), float(dropout), r, float(alpha)
+
+
 def load_peft_adapter(cls: type[N], base_path: str | Path, adapter_dir: str | Path) -> N:
     """A base checkpoint plus a PEFT LoRA adapter; each adapted module gets one adapter over its whole output."""
     adapter_dir = Path(adapter_dir)
     cfg_file = adapter_dir / "adapter_config.json"
-    try:
-        acfg = json.loads(cfg_file.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{adapter_dir}: no adapter_config.json (not a PEFT adapter directory)") from None
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{cfg_file}: invalid JSON ({e})") from None
+    if not cfg_file.is_file():
+        raise CheckpointError(f"{adapter_dir}: no adapter_config.json (not a PEFT adapter directory)")
+    acfg = read_json_object(cfg_file)
     if acfg.get("peft_type") != "LORA" or acfg.get("use_dora") or acfg.get("bias", "none") != "none":
         raise CheckpointError(f"{cfg_file}: only plain LoRA adapters (peft_type LORA, no DoRA, bias none) are supported")
     weights = next((adapter_dir / n for n in ("adapter_model.safetensors", "adapter_model.bin")
@@ -269,6 +362,7 @@ def load_peft_adapter(cls: type[N], base_path: str | Path, adapter_dir: str | Pa
     if weights is None:
         raise CheckpointError(f"{adapter_dir}: no adapter_model.safetensors or adapter_model.bin")
     tensors = read_tensors(weights)
+    check_finite(tensors, weights)
     model = load_pretrained(cls, base_path, lora=None)
     modules = dict(model.named_modules())
     pairs: dict[str, dict[str, torch.Tensor]] = {}
@@ -277,9 +371,8 @@ def load_peft_adapter(cls: type[N], base_path: str | Path, adapter_dir: str | Pa
         if m is None or m.group(1) not in modules:
             raise CheckpointError(f"{weights}: unexpected tensor {key} (not a LoRA A/B weight of a GPT-2 module)")
         pairs.setdefault(m.group(1), {})[m.group(2)] = t
-    rslora = bool(acfg.get("use_rslora", False))
-    dropout = float(acfg.get("lora_dropout", 0.0))
-    targets, r0, alpha0 = set(), int(acfg["r"]), float(acfg["lora_alpha"])
+    rslora, dropout, r0, alpha0 = read_peft_settings(acfg, cfg_file)
+    targets = set()
     for name, ab in pairs.items():
         if set(ab) != {"A", "B"}:
             raise CheckpointError(f"{weights}: module {name} lacks lora_{'B' if 'A' in ab else 'A'}.weight")

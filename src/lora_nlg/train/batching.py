@@ -45,23 +45,60 @@ def _token_list(row: dict, name: str, where: str) -> list[int]:
     return value
 
 
-def load_examples(path: str | Path, max_seq_len: int, limit: int = 0) -> list[Example]:
-    """Examples of a data-stage jsonl file (`context_ids`, `completion_ids` per line), checked line by line."""
+@dataclass
+class Split:
+    """The examples of one data file and what `max_seq_len` cut away from them."""
+    path: Path
+    examples: list[Example]
+    n_truncated: int = 0       # examples that lost completion tokens (at least their final 50256)
+    n_without_loss: int = 0    # ... of them: lost every completion token, so they give no loss at all
+    tokens_dropped: int = 0    # completion tokens cut away
+    longest: int = 0           # longest input fed to the model (tokens)
+    longest_at: str = ""       # path:line of that example
+
+    @property
+    def n_loss(self) -> int:
+        return sum(e.n_loss for e in self.examples)
+
+    def truncation_note(self, max_seq_len: int) -> str:
+        """What truncation took from this split ('' when nothing)."""
+        if not self.n_truncated:
+            return ""
+        return (f"note: data.max_seq_len={max_seq_len} cuts completion tokens from {self.n_truncated:,} of "
+                f"{len(self.examples):,} examples of {self.path} ({self.n_without_loss:,} of them lose every "
+                f"completion token and give no loss; {self.tokens_dropped:,} completion tokens dropped)")
+
+
+def read_split(path: str | Path, max_seq_len: int, limit: int = 0) -> Split:
+    """Examples of a data-stage jsonl file (`context_ids`, `completion_ids` per line), checked line by line, with
+    what the right truncation to `max_seq_len` removed."""
     path = Path(path)
     if not path.is_file():
         have = sorted(p.stem for p in path.parent.glob("*.jsonl")) if path.parent.is_dir() else []
         raise DataError(f"data file not found: {path} (splits present: {', '.join(have) or 'none'}); run "
                         f"`make data DATASET={path.parent.name}` or choose another split with "
                         f"data.train_split=/data.valid_split=")
-    examples = []
+    split = Split(path, [])
     for where, row in read_jsonl_objects(path):
         context, completion = _token_list(row, "context_ids", where), _token_list(row, "completion_ids", where)
-        examples.append(Example(tuple((context + completion)[:max_seq_len]), len(context)))
-        if limit and len(examples) >= limit:
+        example = Example(tuple((context + completion)[:max_seq_len]), len(context))
+        dropped = len(completion) - example.n_loss
+        if dropped:
+            split.n_truncated += 1
+            split.n_without_loss += example.n_loss == 0
+            split.tokens_dropped += dropped
+        if example.n_input > split.longest:
+            split.longest, split.longest_at = example.n_input, where
+        split.examples.append(example)
+        if limit and len(split.examples) >= limit:
             break
-    if not examples:
+    if not split.examples:
         raise DataError(f"{path}: no examples")
-    return examples
+    return split
+
+
+def load_examples(path: str | Path, max_seq_len: int, limit: int = 0) -> list[Example]:
+    return read_split(path, max_seq_len, limit).examples
 
 
 def epoch_plan(lengths: list[int], unit_size: int, seed: int, epoch: int, bucket_window: int) -> list[list[int]]:

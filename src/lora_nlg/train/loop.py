@@ -1,15 +1,15 @@
 """LoRA fine-tuning: `python -m lora_nlg.train CONFIG [key=value ...]`, the same loop for 1..N processes.
 
 Under torchrun, RANK/LOCAL_RANK/WORLD_SIZE come from the environment (gloo on CPU, NCCL on CUDA) and every rank
-trains on its own disjoint share of each global batch. The objective is the reference's (reference-pipeline.md
-§2.5): label-smoothed cross-entropy on completion tokens (incl. the final 50256), averaged over the loss tokens of
-the whole global batch (all micro-batches and ranks of one optimizer update). Only positions that carry loss reach
-the LM head and batches are padded to their own longest row, which gives the same loss as the reference's
-512-padded computation at a fraction of the work.
+trains on its own disjoint share of each global batch. The objective is the reference's
+(docs/reference-pipeline.md, "Training objective"): label-smoothed cross-entropy on completion tokens (incl. the
+final 50256), averaged over the loss tokens of the whole global batch (all micro-batches and ranks of one optimizer
+update). Only positions that carry loss reach the LM head and batches are padded to their own longest row, which
+gives the same loss as the reference's 512-padded computation at a fraction of the work.
 
-The lifecycle: `train_setup.setup` (run directory, data, model, optimizer, resume) -> `train` (the loop here:
-`train_update` per optimizer update, `validate` at the eval points, `train_state` checkpoints) -> the final
-adapter and summary (`train_report`). The schedule is described in `optim`.
+The lifecycle: `setup.setup` (run directory, data, model, optimizer, resume) -> `train` (the loop here:
+`train_update` per optimizer update, `validate` at the eval points, `state` checkpoints) -> the final
+adapter and summary (`report`). The schedule is described in `optim`.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from lora_nlg.atomic import WriteError
 from lora_nlg.run_dir import latest_step_dir
 from lora_nlg.train.batching import DataError
 from lora_nlg.config import ConfigError, load_config
@@ -30,7 +31,7 @@ from lora_nlg.distributed import init_distributed
 from lora_nlg.train.objective import REFERENCE_DENOM_EPS, autocast, batch_loss_sum
 from lora_nlg.train.report import Reporter, perplexity, print_final_summary, print_start_summary
 from lora_nlg.train.setup import setup
-from lora_nlg.train.state import Session, TrainingError, save_named_adapter, save_step
+from lora_nlg.train.state import Session, TrainingError, check_adapter_finite, save_named_adapter, save_step
 
 
 # ---------------------------------------------------------------------------------------------- signals
@@ -117,6 +118,9 @@ def run_validation(s: Session, report: Reporter, bar) -> None:
     if not s.data.valid_batches or (p.last_val and p.last_val[0] == p.step):
         return
     val_loss = validate(s)
+    if not math.isfinite(val_loss):
+        raise TrainingError(f"non-finite validation loss ({val_loss}) at update {p.step}; the adapter is unusable. "
+                            f"Try a lower train.lr or lora.alpha, train.clip=1.0, or train.precision=fp32")
     p.last_val = (p.step, val_loss)
     report.log(val_loss)
     improved = val_loss < p.best_val_loss
@@ -137,6 +141,7 @@ def train(s: Session) -> int:
     report = Reporter(s)
     print_start_summary(s)
     start_time, start_step = time.perf_counter(), p.step
+    lr_used = 0.0   # the largest lr of this invocation's updates: with 0 (warmup only) nothing can change
     bar = tqdm(total=s.max_steps, initial=p.step, disable=not env.is_main, unit="step",
                dynamic_ncols=True, desc="train")
     try:
@@ -147,6 +152,7 @@ def train(s: Session) -> int:
                 tic = time.perf_counter()
                 out = train_update(s)
                 p.last_lr = out["lr"]
+                lr_used = max(lr_used, out["lr"])
                 acc = p.log_acc
                 acc["loss"] += out["loss"]
                 acc["updates"] += 1
@@ -161,8 +167,22 @@ def train(s: Session) -> int:
     finally:
         bar.close()
         report.close()
+    check_learned(s, lr_used)
     finish(s, report, time.perf_counter() - start_time)
     return 0
+
+
+def check_learned(s: Session, lr_used: float) -> None:
+    """A run whose adapter still adds nothing (every lora_B exactly zero, as initialised) after updates with a
+    positive lr did not learn: an error, not a success (e.g. a huge lora.alpha whose gradients overflow)."""
+    check_adapter_finite(s)
+    b = [prm for name, prm in s.net.model.named_parameters() if ".lora_B" in name]
+    if lr_used > 0 and b and not any(bool(prm.detach().any()) for prm in b):
+        t, lora = s.cfg.train, s.cfg.lora
+        raise TrainingError(f"training did not learn: after update {s.progress.step} (lr up to {lr_used:g}) every "
+                            f"LoRA B matrix is still zero, so the adapter changes nothing (lora.alpha={lora.alpha:g}, "
+                            f"lora.r={lora.r}, train.lr={t.lr:g}); final/ was not written. Use a sane lora.alpha "
+                            f"and train.lr")
 
 
 def after_update(s: Session, report: Reporter, bar, stop: "StopSignal", start_step: int) -> None:
@@ -213,21 +233,24 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
-    env = None
+    env = session = None
     try:
         cfg = load_config(argv[0], argv[1:])
         env = init_distributed(cfg.train.device)
-        return train(setup(cfg, env))
+        session = setup(cfg, env)
+        return train(session)
     except StopRun as e:
         if env is None or env.is_main:
             print(f"stopped: {e}", file=sys.stderr, flush=True)
         return e.exit_code
-    except (ConfigError, DataError, TrainingError, ValueError) as e:
+    except (ConfigError, DataError, TrainingError, ValueError, WriteError) as e:  # WriteError: full disk etc.
         prefix = f"[rank {env.rank}] " if env is not None and env.distributed else ""
         if env is None or env.is_main or not isinstance(e, (ConfigError, TrainingError)):
             print(f"{prefix}error: {e}", file=sys.stderr, flush=True)
         return 1
     finally:
+        if session is not None:
+            session.release()
         if env is not None:
             env.close()
 

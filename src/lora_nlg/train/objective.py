@@ -1,5 +1,6 @@
-"""The training objective (reference-pipeline.md §2.5): label-smoothed cross-entropy summed over completion
-tokens, normalised by the loss-token count of the whole global batch, computed under the run's precision."""
+"""The training objective (docs/reference-pipeline.md, "Training objective"): label-smoothed cross-entropy summed
+over completion tokens, normalised by the loss-token count of the whole global batch, computed under the run's
+precision."""
 from __future__ import annotations
 
 import contextlib

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lora_nlg.atomic import atomic_file
+from lora_nlg.atomic import atomic_file, json_text, writing
 from lora_nlg.train.state import Session, empty_log_acc
 
 
@@ -100,17 +100,39 @@ class MetricsLog:
         self.file = open(path, "a", encoding="utf-8")
 
     def write(self, row: dict[str, Any]) -> None:
-        self.file.write(json.dumps(row) + "\n")
-        self.file.flush()
+        with writing(self.path):
+            self.file.write(json_text(row) + "\n")
+            self.file.flush()
 
     def close(self) -> None:
         self.file.close()
 
 
+class MetricsError(ValueError):
+    """A metrics.jsonl line that is not a JSON object (other than a cut-off last line)."""
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of metrics.jsonl. A kill while a line was being written leaves it cut off, without its newline:
+    that last line is dropped (resume rewrites the file up to its checkpoint); any other bad line is an error."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            row = None
+        if not isinstance(row, dict):
+            if number == len(lines):  # no newline after it: a write cut short
+                break
+            raise MetricsError(f"{path}:{number}: not a JSON object; delete the line or the file to go on")
+        rows.append(row)
+    return rows
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
@@ -119,7 +141,7 @@ def truncate_metrics(path: Path, last_step: int) -> None:
         return
     rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
     with atomic_file(path) as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+        f.writelines(json_text(r) + "\n" for r in rows)
 
 
 def plot_curves(metrics_path: Path, out_png: Path) -> None:

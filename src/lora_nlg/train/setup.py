@@ -1,6 +1,6 @@
-"""Setting a training run up: decide whether the run directory may be used (and what to resume from), load the
-data, build the model and optimizer, restore a checkpoint, write config.yaml. Everything that can fail (config,
-data, weights, checkpoint) happens before the run directory is written."""
+"""Setting a training run up: lock the run directory, decide whether it may be used (and what to resume from),
+load the data, build the model and optimizer, restore a checkpoint, write config.yaml. Everything that can fail
+(config, data, weights, checkpoint, a model too short for the data) happens before the run directory is written."""
 from __future__ import annotations
 
 import sys
@@ -11,41 +11,72 @@ import torch
 from tqdm import tqdm
 
 from lora_nlg import precision
-from lora_nlg.train.batching import Example, load_examples, validation_batches
+from lora_nlg.train.batching import DataError, Example, Split, read_split, validation_batches
 from lora_nlg.config import ConfigError, RunConfig, diff
+from lora_nlg.model import weights
 from lora_nlg.train.objective import apply_precision
 from lora_nlg.train.optim import Optimization, derive_max_steps
-from lora_nlg.run_dir import (base_model_name, build_run_model, config_path, is_run_dir_in_use, latest_step_dir,
-                              read_config, remove_stale_temporaries, write_config)
+from lora_nlg.run_dir import (STATE_FILE, RunError, RunLock, base_model_name, build_run_model, check_fingerprint,
+                              config_path, fingerprint_files, is_run_dir_in_use, load_training_state,
+                              newest_usable_step_dir, read_config, remove_run_temporaries, write_config)
 from lora_nlg.train.report import truncate_metrics
 from lora_nlg.train.state import Session, TrainData, TrainingError, TrainModel, load_step
 
-# Keys that may change between a run and its resumption without changing what is being trained.
-RESUMABLE_CHANGES = {"train.resume", "train.log_interval", "train.eval_interval", "train.eval_at_start",
+# Keys that may change between a run and its resumption without changing what is being trained (out_dir and run:
+# a run directory that was moved or copied continues the same training).
+RESUMABLE_CHANGES = {"train.out_dir", "train.run", "train.resume", "train.log_interval", "train.eval_interval", "train.eval_at_start",
                      "train.save_interval", "train.keep_last", "train.stop_after_steps", "train.device",
                      "train.compile", "train.max_steps", "train.epochs"}
 
 
 def setup(cfg: RunConfig, env) -> Session:
+    """The session of a run, holding the run's lock (rank 0) until `Session.release`; on failure the lock is
+    released and a run directory that taking it created is removed again."""
     t = cfg.train
     resolve_precision(cfg, env)
     if t.precision == "fp16" and env.device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs CUDA (it uses a grad scaler); use bf16 on CPU")
     run_dir = cfg.run_dir()
-    resume_dir = find_resume_dir(cfg, env, run_dir)
-    data = load_train_data(cfg, env)
-    max_steps = t.max_steps or derive_max_steps(len(data.train_set), t.batch_size, env.world_size, t.grad_acc,
-                                                t.epochs)
-    net = build_training_model(cfg, env)
-    s = Session(cfg, env, run_dir, data, net, Optimization.build(net.params, t, max_steps), max_steps)
-    if resume_dir is not None:
-        load_step(s, resume_dir)
-    else:  # dropout masks differ per rank, reproducibly; a resumed run restores the saved states instead
-        torch.manual_seed(t.seed + env.rank)
+    lock = lock_run_dir(run_dir, env)
+    try:
+        resume_dir = find_resume_dir(cfg, env, run_dir)
+        data = load_train_data(cfg, env)
+        max_steps = t.max_steps or derive_max_steps(len(data.train_set), t.batch_size, env.world_size, t.grad_acc,
+                                                    t.epochs)
+        net = build_training_model(cfg, env)
+        check_positions(cfg, net.model.config.n_positions, data)
+        s = Session(cfg, env, run_dir, data, net, Optimization.build(net.params, t, max_steps), max_steps, lock=lock,
+                    data_fingerprint=fingerprint_files(data_files(cfg)) if env.is_main else {})
+        if resume_dir is not None:
+            load_step(s, resume_dir)
+        else:  # dropout masks differ per rank, reproducibly; a resumed run restores the saved states instead
+            torch.manual_seed(t.seed + env.rank)
+        if env.is_main:
+            write_run_dir(s)
+        env.barrier()
+        return s
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def lock_run_dir(run_dir: Path, env) -> RunLock | None:
+    """Rank 0 takes the run's lock (the other ranks write nothing there); a refusal reaches every rank."""
+    lock, error = None, ""
     if env.is_main:
-        write_run_dir(s)
-    env.barrier()
-    return s
+        try:
+            lock = RunLock(run_dir).acquire()
+        except RunError as e:
+            error = str(e)
+        if lock is not None and lock.took_over:
+            h = lock.took_over
+            tqdm.write(f"note: took over the stale lock of {run_dir} (pid {h.get('pid')} on host {h.get('host')}, "
+                       f"since {h.get('since')}; that process is gone)", file=sys.stderr)
+    error = env.broadcast(error)
+    if error:
+        raise TrainingError(error)
+    return lock
 
 
 def resolve_precision(cfg: RunConfig, env) -> None:
@@ -69,7 +100,7 @@ def find_resume_dir(cfg: RunConfig, env, run_dir: Path) -> Path | None:
     if env.is_main:
         try:
             decision = decide_resume(cfg, run_dir)
-        except (ConfigError, TrainingError) as e:
+        except (ConfigError, TrainingError, RunError) as e:
             decision = {"error": str(e)}
     decision = env.broadcast(decision)
     if "error" in decision:
@@ -83,13 +114,28 @@ def decide_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if not cfg.train.resume:
         raise TrainingError(f"run directory {run_dir} already exists: pass RESUME=1 (train.resume=true) to "
                             f"continue it, or choose another RUN=<name> (nothing was overwritten)")
-    remove_stale_temporaries(run_dir)
+    remove_run_temporaries(run_dir)
     if config_path(run_dir).is_file():
         check_resumable(read_config(run_dir), cfg, run_dir)
-    resume = latest_step_dir(run_dir)
+    resume, skipped = newest_usable_step_dir(run_dir)
+    for why in skipped:
+        tqdm.write(f"note: skipping a damaged checkpoint: {why}", file=sys.stderr)
+    if resume is None and skipped:
+        raise TrainingError(f"cannot resume {run_dir}: no usable checkpoint (every step-N/, {len(skipped)}, is "
+                            f"damaged, see above); start a new RUN=<name>, or remove the damaged step-N/ "
+                            f"directories to start this run from scratch")
     if resume is None:
         tqdm.write(f"note: no complete checkpoint in {run_dir}; starting from scratch")
+    else:
+        check_fingerprint(load_training_state(resume).get("data_fingerprint"), data_files(cfg), resume / STATE_FILE)
+        if skipped:
+            tqdm.write(f"note: resuming from {resume.name}, the newest complete checkpoint", file=sys.stderr)
     return {"resume": str(resume) if resume else ""}
+
+
+def data_files(cfg: RunConfig) -> list[Path]:
+    d = cfg.data
+    return [d.split_path(d.train_split)] + ([d.split_path(d.valid_split)] if d.valid_split else [])
 
 
 def check_resumable(saved: RunConfig, cfg: RunConfig, run_dir: Path) -> None:
@@ -116,13 +162,43 @@ def write_run_dir(s: Session) -> None:
 # ---------------------------------------------------------------------------------------------- data, model
 def load_train_data(cfg: RunConfig, env) -> TrainData:
     d, t = cfg.data, cfg.train
-    train_set = load_examples(d.split_path(d.train_split), d.max_seq_len)
-    valid_set: list[Example] = []
+    splits = [read_split(d.split_path(d.train_split), d.max_seq_len)]
     if d.valid_split:
-        valid_set = load_examples(d.split_path(d.valid_split), d.max_seq_len, limit=d.max_valid_examples)
+        splits.append(read_split(d.split_path(d.valid_split), d.max_seq_len, limit=d.max_valid_examples))
+    for split in splits:
+        check_truncation(split, d.max_seq_len, env.is_main)
+    train_set, valid_set = splits[0].examples, splits[1].examples if len(splits) > 1 else []
     return TrainData(train_set, valid_set, validation_batches(valid_set, env.rank, env.world_size, t.valid_batch_size),
                      unit_size=t.batch_size * env.world_size, rank=env.rank, world_size=env.world_size, seed=t.seed,
-                     bucket_window=t.bucket_window, grad_acc=t.grad_acc, max_tokens=t.max_tokens)
+                     bucket_window=t.bucket_window, grad_acc=t.grad_acc, max_tokens=t.max_tokens,
+                     longest=max((sp.longest, sp.longest_at) for sp in splits))
+
+
+def check_truncation(split: Split, max_seq_len: int, tell: bool) -> None:
+    """Refuse a split that keeps no completion token (nothing to learn or to validate on); say what it loses."""
+    if split.n_loss == 0:
+        raise DataError(f"data.max_seq_len={max_seq_len} cuts away every completion token of {split.path} "
+                        f"({len(split.examples):,} examples): nothing to train or validate on; raise "
+                        f"data.max_seq_len above {min(e.n_context for e in split.examples)}, the shortest context")
+    if tell and split.n_truncated:
+        print(split.truncation_note(max_seq_len), file=sys.stderr, flush=True)
+
+
+def check_positions(cfg: RunConfig, n_positions: int, data: TrainData) -> None:
+    """A base model with fewer positions than the longest input cannot train on it; say so before anything is
+    written, naming where the model's length comes from."""
+    longest, where = data.longest
+    if longest <= n_positions:
+        return
+    if cfg.model.random_init:
+        source = f"model.name={cfg.model.name} (preset): n_positions={n_positions}"
+    else:
+        weights_file, cfg_file = weights.locate_weights(cfg.pretrained_path())
+        source = (f"{cfg_file}: key n_positions={n_positions}" if cfg_file is not None
+                  else f"{weights_file}: tensor transformer.wpe.weight has {n_positions} positions")
+    raise ConfigError(f"{source}, but the longest input is {longest} tokens ({where}, after data.max_seq_len="
+                      f"{cfg.data.max_seq_len}); set data.max_seq_len={n_positions + 1} or lower, or use a base "
+                      f"model with more positions")
 
 
 def build_training_model(cfg: RunConfig, env) -> TrainModel:

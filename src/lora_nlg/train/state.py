@@ -49,6 +49,7 @@ class TrainData:
     bucket_window: int
     grad_acc: int
     max_tokens: int
+    longest: tuple[int, str] = (0, "")  # longest model input (tokens) over both splits, and its path:line
     _plan: tuple[int, list[list[int]]] | None = None
 
     @property
@@ -100,9 +101,16 @@ class Session:
     opt: Optimization
     max_steps: int
     progress: Progress = field(default_factory=Progress)
+    lock: Any = None             # run_dir.RunLock held by rank 0 for the life of the run
+    data_fingerprint: dict[str, Any] = field(default_factory=dict)  # {path: {size, sha256}} (rank 0)
 
     def epoch_progress(self) -> float:
         return self.data.epoch_progress(self.progress)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -129,10 +137,19 @@ def training_state(s: Session) -> dict[str, Any]:
         **s.opt.state_dict(),
         "rng": env.all_gather(rng),   # one entry per rank
         "best_val_loss": p.best_val_loss, "best_step": p.best_step, "log_acc": dict(p.log_acc),
+        "data_fingerprint": s.data_fingerprint,   # what resume checks the data files against
     }
 
 
+def check_adapter_finite(s: Session) -> None:
+    """Never save (or report) an adapter with NaN/inf weights; the last saved checkpoint stays the good one."""
+    if not all(bool(torch.isfinite(prm).all()) for prm in s.net.params):
+        raise TrainingError(f"the adapter has non-finite weights after update {s.progress.step}; nothing saved "
+                            f"for it. Try a lower train.lr or lora.alpha, train.clip=1.0, or train.precision=fp32")
+
+
 def save_step(s: Session) -> None:
+    check_adapter_finite(s)
     state = training_state(s)
     if s.env.is_main:
         out = s.run_dir / f"step-{s.progress.step}"
