@@ -6,7 +6,8 @@ Reads RUN_DIR/decode/SPLIT/ as `make decode` writes it (E2E: refs.txt + hyp.txt;
 WebNLG: the same under seen/, unseen/ and all/) and writes RUN_DIR/eval/SPLIT.json (full precision, per subset)
 and RUN_DIR/eval/SPLIT.md (a table: ours as the official script prints it, ours on the paper's scale, the
 paper's GPT-2 M/L LoRA row for the run's model size, the difference). The dataset comes from decode.json or
-RUN_DIR/config.yaml, else from the files present; the model size from config.yaml.
+RUN_DIR/config.yaml, else from the files present; the model size from config.yaml. What each dataset is scored
+with (metric family, subsets and their order) comes from the dataset registry (`lora_nlg.data.datasets`).
 """
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scorer packages 
 
 import paper_numbers  # noqa: E402
 from evalcommon.java_tools import JavaToolError  # noqa: E402
-from evalcommon.text_files import EvalInputError, write_texts_together  # noqa: E402
-from lora_nlg.atomic import WriteError, check_writable, json_text  # noqa: E402
+from evalcommon.text_files import EvalInputError  # noqa: E402
+from lora_nlg.atomic import WriteError, check_writable, json_text, write_files_together  # noqa: E402
+from lora_nlg.data.datasets import Dataset, dataset_names, registry  # noqa: E402
 
-WEBNLG_SUBSETS = ("unseen", "seen", "all")  # the paper's column order (U, S, A)
-E2E_METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
-GENERATION_METRICS = ("BLEU", "METEOR", "TER")
+# The metrics of each family's report table, in its column order.
+REPORTED_METRICS = {"e2e_official": ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"),
+                    "geneval": ("BLEU", "METEOR", "TER")}
+# Where the metric files of each family are found: the file only that family's output has.
+MARKER_FILE = {"e2e_official": "refs.txt", "geneval": "reference0"}
 PAPER_SCALE_DECIMALS = {"BLEU": 2, "NIST": 3, "METEOR": 2, "ROUGE_L": 2, "CIDEr": 3, "TER": 2}
 
 
@@ -53,24 +57,28 @@ def read_run_facts(run_dir: Path, decode_dir: Path) -> tuple[str | None, str | N
     return dataset, model
 
 
+def expected_layout(dataset: Dataset) -> str:
+    """What a decode output directory of the dataset holds, as a message names it: "unseen/seen/all/" or a file."""
+    subsets = dataset.scoring.subsets
+    return "/".join(subsets) + "/" if subsets else MARKER_FILE[dataset.scoring.metrics]
+
+
 def detect_dataset(decode_dir: Path) -> str:
-    if (decode_dir / "refs.txt").is_file():
-        return "e2e"
-    if any((decode_dir / s / "hyp.txt").is_file() for s in WEBNLG_SUBSETS):
-        return "webnlg"
-    if (decode_dir / "reference0").is_file():
-        return "dart"
-    raise EvalInputError(f"{decode_dir}: neither refs.txt (E2E), seen/unseen/all/ (WebNLG) nor reference0 (DART); "
+    """The first dataset (registry order) whose files are there: its subset directories or its family's file."""
+    for dataset in registry().values():
+        subsets = dataset.scoring.subsets
+        if any((decode_dir / s / "hyp.txt").is_file() for s in subsets) or \
+                (not subsets and (decode_dir / MARKER_FILE[dataset.scoring.metrics]).is_file()):
+            return dataset.name
+    layouts = [f"{expected_layout(d)} ({d.title})" for d in registry().values()]
+    raise EvalInputError(f"{decode_dir}: neither {', '.join(layouts[:-1])} nor {layouts[-1]}; "
                          f"is this a `make decode` output directory?")
 
 
 def subset_dirs(dataset: str, decode_dir: Path) -> dict[str, Path]:
-    """{subset: directory holding that subset's files}; WebNLG subsets without inputs are absent."""
-    if dataset == "webnlg":
-        found = {s: decode_dir / s for s in WEBNLG_SUBSETS if (decode_dir / s / "hyp.txt").is_file()}
-        if found:
-            return found
-    return {"all": decode_dir}
+    """{subset: directory holding that subset's files}; subsets without inputs are absent."""
+    found = {s: decode_dir / s for s in registry()[dataset].scoring.subsets if (decode_dir / s / "hyp.txt").is_file()}
+    return found or {"all": decode_dir}
 
 
 def score_subset(dataset: str, folder: Path, mteval_mode: str) -> tuple[dict, str, dict]:
@@ -78,7 +86,7 @@ def score_subset(dataset: str, folder: Path, mteval_mode: str) -> tuple[dict, st
     hyp = folder / "hyp.txt"
     if not hyp.is_file():
         raise EvalInputError(f"{hyp}: missing (run `make decode` first)")
-    if dataset == "e2e":
+    if registry()[dataset].scoring.metrics == "e2e_official":
         from e2e_official import inputs as e2e_inputs, mteval, scorer as e2e_scorer
 
         refs, hyps = e2e_inputs.read_references(folder / "refs.txt"), e2e_inputs.read_hypotheses(hyp)
@@ -94,9 +102,9 @@ def score_subset(dataset: str, folder: Path, mteval_mode: str) -> tuple[dict, st
     return scores, geneval_scorer.format_generation_eval(scores) + "\n", {}
 
 
-def printed_value(dataset: str, metric: str, value: float) -> str:
-    """The score as the official script prints it."""
-    if dataset == "e2e":
+def printed_value(family: str, metric: str, value: float) -> str:
+    """The score as the family's official script prints it."""
+    if family == "e2e_official":
         return f"{value:.4f}"
     # GenerationEval: multi-bleu's 2 decimals for BLEU, round(x, 2) otherwise, then tabulate's %g
     return format(float(f"{value:.2f}") if metric == "BLEU" else round(value, 2), "g")
@@ -104,7 +112,7 @@ def printed_value(dataset: str, metric: str, value: float) -> str:
 
 def markdown_report(facts: dict, scores: dict[str, dict], paper_model: str) -> str:
     dataset = facts["dataset"]
-    metrics = E2E_METRICS if dataset == "e2e" else GENERATION_METRICS
+    family = registry()[dataset].scoring.metrics
     lines = [f"# Evaluation: {facts['run']} / {facts['split']}", "",
              f"- dataset: {dataset}; model: {facts['model'] or 'unknown'}; files: `{facts['decode_dir']}`",
              f"- scorer: {facts['scorer']}"]
@@ -115,13 +123,13 @@ def markdown_report(facts: dict, scores: dict[str, dict], paper_model: str) -> s
               "|---|---|---|---|---|---|"]
     for subset, subset_scores in scores.items():
         paper = paper_numbers.paper_scores(dataset, paper_model, subset)
-        for metric in metrics:
+        for metric in REPORTED_METRICS[family]:
             value = subset_scores[metric]
-            decimals = PAPER_SCALE_DECIMALS[metric] + (1 if dataset != "e2e" and metric != "BLEU" else 0)
-            scaled = value * paper_numbers.TO_PAPER_SCALE[dataset][metric]
+            decimals = PAPER_SCALE_DECIMALS[metric] + (1 if family == "geneval" and metric != "BLEU" else 0)
+            scaled = value * paper_numbers.TO_PAPER_SCALE[family][metric]
             ref = paper.get(metric) if paper else None
             diff = f"{scaled - ref.value:+.{decimals}f}" if ref else "-"
-            lines.append(f"| {subset} | {metric} | {printed_value(dataset, metric, value)} | "
+            lines.append(f"| {subset} | {metric} | {printed_value(family, metric, value)} | "
                          f"{scaled:.{decimals}f} | {ref or '-'} | {diff} |")
     if "bleu_nist_by_mteval" in facts:
         other = next(mode for mode in facts["bleu_nist_by_mteval"] if mode != facts["mteval"])
@@ -142,8 +150,10 @@ def evaluate_run(run_dir: Path, split: str, mteval_mode: str = "official") -> di
     check_writable(run_dir / "eval" / f"{split}.json")  # before the scorers run, not after
     dataset, model = read_run_facts(run_dir, decode_dir)
     dataset = dataset or detect_dataset(decode_dir)
-    if dataset not in paper_numbers.TO_PAPER_SCALE:
-        raise EvalInputError(f"{decode_dir}: unknown dataset {dataset!r} (e2e, webnlg or dart)")
+    if dataset not in registry():
+        names = dataset_names()
+        raise EvalInputError(f"{decode_dir}: unknown dataset {dataset!r} ({', '.join(names[:-1])} or {names[-1]})")
+    e2e_scored = registry()[dataset].scoring.metrics == "e2e_official"
     start = time.time()
     scores, printed, extras = {}, {}, {}
     for subset, folder in subset_dirs(dataset, decode_dir).items():
@@ -153,10 +163,10 @@ def evaluate_run(run_dir: Path, split: str, mteval_mode: str = "official") -> di
     # Other sizes (e.g. the CPU demo's GPT-2 small) are shown beside the paper's GPT-2 M row, flagged as such.
     paper_model = model if model in paper_numbers.MODELS else "gpt2-medium"
     facts = {"run": run_dir.name, "split": split, "dataset": dataset, "model": model,
-             "decode_dir": str(decode_dir), "mteval": mteval_mode if dataset == "e2e" else None,
+             "decode_dir": str(decode_dir), "mteval": mteval_mode if e2e_scored else None,
              "scorer": ("tuetschek/e2e-metrics measure_scores.py semantics, BLEU/NIST = "
                         + ("Perl mteval-v13a-sig.pl" if mteval_mode == "official" else "-p Python port"))
-             if dataset == "e2e" else "WebNLG GenerationEval eval.py semantics (BLEU multi-bleu-detok, "
+             if e2e_scored else "WebNLG GenerationEval eval.py semantics (BLEU multi-bleu-detok, "
                                       "METEOR 1.5 -norm, TER = mean sentence TER)",
              **extras}
     paper = paper_numbers.paper_scores
@@ -165,9 +175,10 @@ def evaluate_run(run_dir: Path, split: str, mteval_mode: str = "official") -> di
                         "scores": {s: {m: {"value": p.value, "plus_minus": p.plus_minus}
                                        for m, p in (paper(dataset, paper_model, s) or {}).items()}
                                    for s in scores}}}
-    write_texts_together({run_dir / "eval" / f"{split}.json": json_text(report, indent=1) + "\n",
+    write_files_together({run_dir / "eval" / f"{split}.json": json_text(report, indent=1) + "\n",
                           run_dir / "eval" / f"{split}.md": markdown_report(facts, scores, paper_model)})
     return report
+
 
 
 def main(argv: list[str] | None = None) -> int:

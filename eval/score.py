@@ -9,6 +9,7 @@ HYP one line per input. Prints what tuetschek/e2e-metrics `measure_scores.py` pr
 dir/reference, or several reference files (then HYP is the last path); prints GenerationEval's table.
 `--json OUT` also writes the scores at full precision (checked writable before scoring; NaN is written as null).
 Exit status 2 on bad input, missing Java or an OUT that cannot be written; then nothing is printed or written.
+The datasets and the metric family of each come from the dataset registry (`lora_nlg.data.datasets`).
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from evalcommon.java_tools import JavaToolError  # noqa: E402
-from evalcommon.text_files import EvalInputError, check_same_count, write_text_atomic  # noqa: E402
+from evalcommon.text_files import EvalInputError, check_same_count  # noqa: E402
 from geneval.inputs import numbered_reference_files  # noqa: E402
-from lora_nlg.atomic import WriteError, check_writable, json_text  # noqa: E402
+from lora_nlg.atomic import WriteError, check_writable, json_text, write_files_together  # noqa: E402
+from lora_nlg.data.datasets import dataset_names, get_dataset  # noqa: E402
 
 GENERATION_EVAL_JSON_KEYS = ("BLEU", "METEOR", "TER", "TER_corpus")
 
@@ -61,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python eval/score.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("dataset", choices=("e2e", "webnlg", "dart"))
+    p.add_argument("dataset", choices=dataset_names())
     p.add_argument("paths", nargs="+", metavar="REFS ... HYP",
                    help="references (file, CSV, directory, prefix or several files), then the hypothesis file")
     p.add_argument("--mteval", choices=("official", "python"), default="official",
@@ -71,10 +73,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if len(args.paths) < 2:
         p.error("give the references and then the hypothesis file")
-    if args.dataset == "e2e" and len(args.paths) != 2:
-        p.error("e2e takes exactly two paths: REFS (text or CSV) and HYP")
-    if args.dataset != "e2e" and args.mteval != "official":
-        p.error("--mteval applies to e2e only (WebNLG/DART BLEU is multi-bleu-detok)")
+    dataset = get_dataset(args.dataset)
+    if dataset.scoring.metrics == "e2e_official" and len(args.paths) != 2:
+        p.error(f"{dataset.name} takes exactly two paths: REFS (text or CSV) and HYP")
+    if dataset.scoring.metrics != "e2e_official" and args.mteval != "official":
+        e2e_scored = [n for n in dataset_names() if get_dataset(n).scoring.metrics == "e2e_official"]
+        p.error(f"--mteval applies to {'/'.join(e2e_scored)} only ({dataset.title} BLEU is multi-bleu-detok)")
     return args
 
 
@@ -84,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.json:
             check_writable(args.json)
-        if args.dataset == "e2e":
+        if get_dataset(args.dataset).scoring.metrics == "e2e_official":
             scores, printed = score_e2e_command(refs[0], hyp, args.mteval)
         else:
             scores, printed = score_generation_command(refs, hyp)
         if args.json:
-            write_text_atomic(Path(args.json), json_text(scores, indent=1) + "\n")
+            write_files_together({args.json: json_text(scores, indent=1) + "\n"})
     except (EvalInputError, JavaToolError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

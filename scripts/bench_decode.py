@@ -46,6 +46,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from lora_nlg import GPT2, KVCache, get_tokenizer  # noqa: E402
+from lora_nlg.decode.beam_settings import BATCH_SIZE, DEFAULT  # noqa: E402
 from lora_nlg.decode.search import BeamSettings, generate, plan_batches  # noqa: E402
 from lora_nlg.decode.stage import DTYPES  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
@@ -237,12 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="gpt2", help="preset for random weights (gpt2, gpt2-medium, small, tiny, ...)")
     p.add_argument("--pretrained", help="checkpoint dir instead of random weights")
-    p.add_argument("--beam", type=int, default=10)
-    p.add_argument("--batch", default="16", help="inputs per batch; a comma list benchmarks several (1,4,16)")
+    p.add_argument("--beam", type=int, default=DEFAULT.beam)
+    p.add_argument("--batch", default=str(BATCH_SIZE), help="inputs per batch; a comma list benchmarks several (1,4,16)")
     p.add_argument("--inputs", type=int, default=32, help="unique E2E test contexts to decode")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--length-penalty", type=float, default=0.8)
-    p.add_argument("--no-repeat-ngram-size", type=int, default=4)
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT.max_new_tokens)
+    p.add_argument("--length-penalty", type=float, default=DEFAULT.length_penalty)
+    p.add_argument("--no-repeat-ngram-size", type=int, default=DEFAULT.no_repeat_ngram_size)
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--allow-eos", action="store_true", help="let hypotheses end (default: end tokens banned)")
     p.add_argument("--reference", action="store_true", help="also time the reference regime (slow)")

@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads d
 import torch  # noqa: E402
 
 from lora_nlg import GPT2, LoRAConfig, get_tokenizer  # noqa: E402
-from lora_nlg.train.batching import Example, collate, epoch_plan, load_examples  # noqa: E402
+from lora_nlg.train.batching import TrainingSequence, collate, epoch_plan, load_examples  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
 from lora_nlg.train.objective import REFERENCE_DENOM_EPS, apply_precision, autocast, batch_loss_sum  # noqa: E402
 from lora_nlg.train.optim import ReferenceAdamW  # noqa: E402
@@ -43,9 +43,9 @@ SHARED = REPO.parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------------------------------------- lengths
-def _encode_pairs(pairs: list[tuple[str, str]], max_seq_len: int) -> list[Example]:
+def _encode_pairs(pairs: list[tuple[str, str]], max_seq_len: int) -> list[TrainingSequence]:
     enc = get_tokenizer()
-    return [Example(tuple((enc.encode(c) + [EOT_ID] + enc.encode(" " + t) + [EOT_ID])[:max_seq_len]),
+    return [TrainingSequence(tuple((enc.encode(c) + [EOT_ID] + enc.encode(" " + t) + [EOT_ID])[:max_seq_len]),
                     len(enc.encode(c)) + 1) for c, t in pairs]
 
 
@@ -62,7 +62,7 @@ def _shared_pairs(name: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _synthetic(name: str, n: int = 4000) -> list[Example]:
+def _synthetic(name: str, n: int = 4000) -> list[TrainingSequence]:
     """Fixed-seed lengths matching docs/reference-pipeline.md, "BPE encoding": E2E context mean 36.3 (max 47),
     completion mean 30.7 (max 90); WebNLG total mean 79 (p99 223)."""
     g = torch.Generator().manual_seed(0)
@@ -72,10 +72,10 @@ def _synthetic(name: str, n: int = 4000) -> list[Example]:
     else:
         ctx = torch.normal(36.0, 15.0, (n,), generator=g).clamp(8, 160)
         comp = torch.distributions.Gamma(3.0, 3.0 / 43.0).sample((n,)).clamp(4, 200)
-    return [Example(tuple([1] * (int(c) + int(t))), int(c)) for c, t in zip(ctx.tolist(), comp.tolist())]
+    return [TrainingSequence(tuple([1] * (int(c) + int(t))), int(c)) for c, t in zip(ctx.tolist(), comp.tolist())]
 
 
-def benchmark_examples(name: str, max_seq_len: int = 512) -> tuple[list[Example], str]:
+def benchmark_examples(name: str, max_seq_len: int = 512) -> tuple[list[TrainingSequence], str]:
     for split in ("train", "valid"):
         path = REPO / "data" / name / f"{split}.jsonl"
         if path.is_file():

@@ -25,6 +25,7 @@ def load_report_module():
     return module
 
 
+@pytest.mark.slow  # a subprocess per benchmark script
 def test_decode_and_train_benchmarks_and_their_report():
     decode = run_script("scripts/bench_decode.py", "--model", "tiny", "--batch", "1,3", "--inputs", "4",
                         "--max-new-tokens", "8", "--reference", "--reference-inputs", "2", "--repeats", "1",
@@ -51,6 +52,7 @@ def test_decode_and_train_benchmarks_and_their_report():
     assert f"{decode[0]['speedup_inputs_per_s']:,.1f}x | 2/2 |" in table_rows[1]
 
 
+@pytest.mark.slow  # a subprocess per benchmark script
 def test_train_benchmark_against_hf_peft_and_its_report_rows():
     if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("peft") is None:
         pytest.skip("transformers/peft are not installed: bench_train.py --hf trains GPT2LMHeadModel + PEFT")
@@ -72,6 +74,7 @@ def test_train_benchmark_against_hf_peft_and_its_report_rows():
     assert "| tiny | fp32 | 0.500 | 0.200 | 2.50x | 2.40x | 100 / 120 | 1.26 |" in text
 
 
+@pytest.mark.slow  # a subprocess per benchmark script
 def test_decode_benchmark_against_hf_generate():
     if importlib.util.find_spec("transformers") is None:
         pytest.skip("transformers is not installed: bench_decode.py --hf compares with its generate()")

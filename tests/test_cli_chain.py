@@ -74,7 +74,10 @@ def test_bad_input_is_refused_with_a_clear_message(chain, tmp_path):
     refs.write_text("a b c\n\nd e f\n")
     hyp.write_text("a b c\n")
     mismatch = run("eval/score.py", "e2e", str(refs), str(hyp), ok=False)
-    assert mismatch.returncode != 0 and "1" in mismatch.stderr and "2" in mismatch.stderr
+    # One line naming both files with their counts: 1 hypothesis against 2 inputs (blank-line separated groups).
+    assert mismatch.returncode != 0 and mismatch.stderr.count("\n") == 1, mismatch.stderr
+    assert mismatch.stderr.startswith("error: count mismatch: ")
+    assert f"{hyp} has 1 hypotheses" in mismatch.stderr and f"{refs} has 2 inputs" in mismatch.stderr
 
     preset = run("-m", "lora_nlg.train", "configs/demo.yaml", "model.name=gpt5", "model.pretrained=",
                  f"data.dir={tmp_path}", f"train.out_dir={tmp_path}", ok=False)

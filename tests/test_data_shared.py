@@ -28,7 +28,7 @@ def raw(shared_dir) -> Path:
 def prepared(raw, tmp_path_factory) -> Path:
     """`make data DATASET=all RAW_DIR=../shared/data SPLITS=valid,test VERIFY=1`, run once for the module."""
     out = tmp_path_factory.mktemp("data")
-    data.prepare(data.DataConfig(splits=("valid", "test"), raw_dir=raw, out_dir=out, verify=True, progress=False))
+    data.prepare(data.DataStageOptions(splits=("valid", "test"), raw_dir=raw, out_dir=out, verify=True, progress=False))
     return out
 
 

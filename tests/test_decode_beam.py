@@ -150,7 +150,7 @@ def test_batched_equals_one_at_a_time_fp32_with_lora():
 
 
 @pytest.mark.parametrize("dtype, length_penalty", [(torch.float64, 0.8), (torch.float32, 0.8),
-                                                    (torch.float64, 2.0), (torch.float64, -0.5)])
+                                                    (torch.float64, 2.0), (torch.float64, 0.0)])
 def test_early_stop_never_changes_the_output(dtype, length_penalty):
     model = make_model(seed=5, dtype=dtype)
     prompts = random_prompts(14, seed=6)
@@ -186,14 +186,11 @@ class MarkovLM(torch.nn.Module):
 
 
 # Each scenario: after step 0 an end token has finished and one live beam remains that wins only later, so a
-# bound one notch too optimistic (L = step+2 instead of max_new_tokens for lp > 0, the reverse for lp < 0)
+# bound one notch too optimistic (L = step+2 instead of max_new_tokens for lp > 0)
 # would stop too early and return the empty hypothesis.
 MARGIN_CASES = {
     # lp > 0: the live beam wins at max length (its sum is divided by 10 ** 1)
     "lp=1.0": (1.0, {0: {7: 0.7, 1: 0.3}, 1: {2: 1.0}, 2: {3: 1.0}, 3: {1: 1.0}}, [1, 2, 3, 1, 2, 3, 1, 2, 3, 1]),
-    # lp < 0: short hypotheses are favoured; the live beam wins by ending at length 2
-    "lp=-0.5": (-0.5, {0: {1: math.exp(-0.5), 7: math.exp(-1.0), 2: 1 - math.exp(-0.5) - math.exp(-1.0)},
-                       1: {7: 1.0}, 2: {2: 1.0}}, [1]),
 }
 
 
@@ -205,6 +202,12 @@ def test_early_stop_bound_is_exact_at_the_margin(case):
                             eos_ids=(7,))
     for early_stop in (True, False):
         assert [h.ids for h in generate(model, [[0]], settings, early_stop=early_stop)] == [expected]
+
+
+@pytest.mark.parametrize("length_penalty", [-0.5, -1e-9, float("nan"), float("inf"), float("-inf")])
+def test_a_length_penalty_that_cannot_rank_descriptions_is_refused(length_penalty):
+    with pytest.raises(ValueError, match="decode.length_penalty.*must be a finite number >= 0"):
+        BeamSettings(length_penalty=length_penalty)
 
 
 def test_bfloat16_and_float64_models_decode():

@@ -152,7 +152,7 @@ def test_e2e_refs_file_equals_the_lora_pipeline_file(shared_dir):
     """Grouping the 4,693 lines of the real E2E test set gives, byte for byte, the refs file the LoRA pipeline
     writes (../shared/eval-checks/e2e/test-lora-refs.txt: 630 inputs)."""
     lines = (shared_dir / "data" / "e2e" / "test.txt").read_text(encoding="utf-8").splitlines()
-    examples = [R.Example(mr.strip(), text.strip(), (0,), None, n)
+    examples = [R.DataRecord(mr.strip(), text.strip(), (0,), None, n)
                 for n, (mr, text) in enumerate((line.split("||") for line in lines), start=1)]
     refs = R.group_references(examples)
     assert len(examples) == 4693 and len(refs) == 630

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "eval"))
+import run_eval
+import score
+from evalcommon.text_files import EvalInputError
 
-import run_eval  # noqa: E402
-import score  # noqa: E402
-from evalcommon.text_files import EvalInputError  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 FIXTURES = REPO / "tests" / "fixtures" / "eval"
 E2E_KEYS = ["BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"]

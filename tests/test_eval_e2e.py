@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "eval"))
+from e2e_official import coco_caption, inputs, mteval
+from evalcommon.text_files import EvalInputError, check_same_count, read_lines
 
-from e2e_official import coco_caption, inputs, mteval  # noqa: E402
-from evalcommon.text_files import EvalInputError, check_same_count, read_lines  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 FIXTURES = REPO / "tests" / "fixtures" / "eval"
 NIST_BETA = -math.log(0.5) / math.log(1.5) ** 2

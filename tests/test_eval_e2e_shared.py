@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from e2e_official import coco_caption, inputs, mteval, scorer
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "eval"))
 
-from e2e_official import coco_caption, inputs, mteval, scorer  # noqa: E402
-
-pytestmark = pytest.mark.shared
+pytestmark = [pytest.mark.shared, pytest.mark.slow]  # `checks` scores real systems (METEOR jar): tens of seconds
 MODES = {"official": "official_default (Perl mteval BLEU/NIST)",
          "python": "official_with_-p (Python mteval port, as the LoRA README runs it)"}
 REFERENCES = {"test-orig": "data/e2e/testset_w_refs.csv", "test-orig-lora": "eval-checks/e2e/test-lora-refs.txt"}

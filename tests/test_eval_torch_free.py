@@ -11,26 +11,18 @@ ENTRY_POINTS = ("score", "run_eval", "bench_generation_eval", "paper_numbers")
 PACKAGES = ("e2e_official", "geneval", "evalcommon")
 
 
-def eval_modules() -> list[str]:
-    """Every module under eval/, from the files, so a module added later is checked without editing this list."""
-    names = [p.stem for p in EVAL.glob("*.py")]
-    for package in PACKAGES:
-        names += [package] + [f"{package}.{p.stem}" for p in (EVAL / package).glob("*.py") if p.stem != "__init__"]
-    return sorted(names)
-
-
 def test_layout_is_entry_points_plus_scorer_packages():
     assert sorted(p.stem for p in EVAL.glob("*.py")) == sorted(ENTRY_POINTS)
     assert sorted(p.name for p in EVAL.iterdir() if (p / "__init__.py").is_file()) == sorted(PACKAGES)
 
 
-def test_every_eval_module_imports_with_torch_blocked():
+def test_every_eval_module_imports_with_torch_blocked(eval_modules):
     # None in sys.modules makes `import torch` raise ImportError, even through a third-party import; a fresh
-    # interpreter, because this test process has torch loaded already. The modules are imported from the
-    # entry points' sys.path (eval/ first), as the scripts run them.
-    code = (f"import importlib, sys\nsys.modules['torch'] = None\nsys.path.insert(0, {str(EVAL)!r})\n"
-            f"for name in {eval_modules()!r}:\n    importlib.import_module(name)\n"
-            f"print(len({eval_modules()!r}))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # interpreter, because this test process has torch loaded already. `python -c` in eval/ puts eval/ first on
+    # sys.path, as the scripts run.
+    code = (f"import importlib, sys\nsys.modules['torch'] = None\n"
+            f"for name in {eval_modules!r}:\n    importlib.import_module(name)\n"
+            f"print(len({eval_modules!r}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=EVAL, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert int(proc.stdout) == len(eval_modules()) >= 20
+    assert int(proc.stdout) == len(eval_modules) >= 20

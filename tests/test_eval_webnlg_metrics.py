@@ -6,17 +6,15 @@ import os
 import random
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "eval"))
+from geneval import corpus_ter, multi_bleu_detok, nltk35_bleu, scorer, ter
+from geneval.nltk35_punkt import english_model, sent_tokenize
+from geneval.nltk35_tokenize import treebank_tokenize, word_tokenize
 
-from geneval import corpus_ter, multi_bleu_detok, nltk35_bleu, scorer, ter  # noqa: E402
-from geneval.nltk35_punkt import english_model, sent_tokenize  # noqa: E402
-from geneval.nltk35_tokenize import treebank_tokenize, word_tokenize  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # ---- BLEU (multi-bleu-detok.perl) -------------------------------------------------------------------------------
 

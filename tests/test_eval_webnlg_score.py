@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import math
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "eval"))
+from evalcommon.text_files import EvalInputError
+from geneval import inputs, scorer
 
-from evalcommon.text_files import EvalInputError  # noqa: E402
-from geneval import inputs, scorer  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = REPO / "tests" / "fixtures" / "eval_webnlg" / "tiny"
 REFS = [TINY / "reference0", TINY / "reference1"]

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "eval"))
+from geneval import inputs, multi_bleu_detok, scorer
 
-from geneval import inputs, multi_bleu_detok, scorer  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.shared
 FILES = ("reference0", "reference1", "reference2", "hypothesis")
@@ -39,10 +37,12 @@ def scores(baseline: Path, check: dict) -> dict:
                                         baseline / "hypothesis")
 
 
+@pytest.mark.slow  # `scores` runs the full scoring, METEOR jar included
 def test_printed_table_is_eval_py_s(scores, check):
     assert scorer.format_generation_eval(scores) == check["printed_table"]
 
 
+@pytest.mark.slow  # `scores` runs the full scoring, METEOR jar included
 def test_full_precision_matches_eval_py(scores, check):
     expected = check["full_precision"]
     assert scores["METEOR"] == pytest.approx(expected["METEOR"], abs=1e-12)
@@ -51,6 +51,7 @@ def test_full_precision_matches_eval_py(scores, check):
     assert f"{scores['BLEU']:.2f}" == check["printed"]["BLEU"]
 
 
+@pytest.mark.slow  # `scores` runs the full scoring, METEOR jar included
 def test_corpus_ter_equals_the_challenge_tercom_figure(scores, check):
     # The WebNLG 2017 organisers' Tercom TER of this output; sacrebleu's Tercom on the nltk-tokenised,
     # lower-cased text gives the same number.
@@ -67,6 +68,7 @@ def test_bleu_line_is_the_perl_script_s(baseline):
                                   "ref_len=40443)")
 
 
+@pytest.mark.slow  # `scores` runs the full scoring, METEOR jar included
 def test_a_final_newline_changes_nothing(baseline, scores, tmp_path):
     # eval.py reads a final newline as one more, empty item (METEOR then prints -1); here it ends the last line.
     for name in FILES:

@@ -111,6 +111,7 @@ def test_fused_lora_forward_equals_per_slice_definition(targets):
     torch.manual_seed(5)
     model = GPT2.from_preset("tiny", lora=LoRAConfig(r=3, alpha=6, targets=targets, init="gaussian")).double()
     x = torch.randn(2, 5, 64, dtype=torch.float64)
+    assert len(list(model.lora_modules())) == 2  # one adapted matrix in each of tiny's 2 layers
     for _, module in model.lora_modules():
         n_in = module.weight.shape[0]
         x_in = x if n_in == 64 else torch.randn(2, 5, n_in, dtype=torch.float64)

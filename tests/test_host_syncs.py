@@ -7,7 +7,6 @@ tiny model decodes and trains measures what a GPU would pay, without a GPU.
 """
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,16 +14,14 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import data_dir, one_thread, write_learnable_checkpoint  # noqa: E402,F401
+from lora_nlg import GPT2, LoRAConfig
+from lora_nlg.config import load_config
+from lora_nlg.decode.search import BeamSettings, generate
+from lora_nlg.distributed import DistEnv
+from lora_nlg.train.loop import train_update
+from lora_nlg.train.setup import setup
 
-from lora_nlg import GPT2, LoRAConfig  # noqa: E402
-from lora_nlg.config import load_config  # noqa: E402
-from lora_nlg.decode.search import BeamSettings, generate  # noqa: E402
-from lora_nlg.distributed import DistEnv  # noqa: E402
-from lora_nlg.train.loop import train_update  # noqa: E402
-from lora_nlg.train.setup import setup  # noqa: E402
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
 SYNCING = {"_local_scalar_dense": "item", "nonzero": "nonzero", "masked_select": "masked_select",
            "lift_fresh": "host data", "lift_fresh_copy": "host data"}
@@ -99,7 +96,7 @@ def test_beam_search_synchronises_at_most_twice_per_step(early_stop, monkeypatch
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
+def tiny_checkpoint(tmp_path_factory, write_learnable_checkpoint):
     return write_learnable_checkpoint(tmp_path_factory.mktemp("tiny-sync"), "tiny")
 
 
@@ -109,10 +106,13 @@ def test_a_training_update_synchronises_once(tiny_checkpoint, data_dir, tmp_path
         "train.batch_size=4", "train.grad_acc=2", "train.max_steps=3", "train.warmup_steps=1", "train.clip=1.0",
         "train.device=cpu"])
     s = setup(cfg, DistEnv())
-    for _ in range(3):
-        windows = s.data.next_window(s.progress)  # batches come from host data by nature: built outside
-        s.data.next_window = lambda progress, w=windows: w
-        with SyncCounter() as c:
-            train_update(s)
-        # the loss, read once for the finiteness check and the log
-        assert c.buckets[0] == Counter({"item": 1}), dict(c.buckets[0])
+    try:
+        for _ in range(3):
+            windows = s.data.next_window(s.progress)  # batches come from host data by nature: built outside
+            s.data.next_window = lambda progress, w=windows: w
+            with SyncCounter() as c:
+                train_update(s)
+            # the loss, read once for the finiteness check and the log
+            assert c.buckets[0] == Counter({"item": 1}), dict(c.buckets[0])
+    finally:
+        s.release()

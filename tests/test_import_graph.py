@@ -1,9 +1,12 @@
-"""The modules of src/lora_nlg import each other without a circle, and decoding does not depend on training
-(issue 12). Every import counts, also those inside functions; only `if TYPE_CHECKING:` blocks do not run."""
+"""The layering of src/lora_nlg (issues 12 and 15): the model and the data stage import nothing of training,
+decoding or the demo; decoding imports nothing of training; and no module imports itself through a circle. Every
+import counts, also those inside functions; only `if TYPE_CHECKING:` blocks do not run."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 PACKAGE = "lora_nlg"
 SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
@@ -71,6 +74,12 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def stage(graph: dict[str, set[str]], name: str) -> set[str]:
+    """The subpackage `lora_nlg.<name>` and every module under it."""
+    package = f"{PACKAGE}.{name}"
+    return {m for m in graph if m == package or m.startswith(package + ".")}
+
+
 def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     seen, todo = set(), [start]
     while todo:
@@ -85,6 +94,9 @@ def test_the_graph_is_found():
     assert "lora_nlg.model.weights" in graph["lora_nlg.model.gpt2"]
     assert "lora_nlg.model.network" in graph["lora_nlg.model.weights"]
     assert "lora_nlg.run_dir" in graph["lora_nlg.decode.stage"]
+    assert "lora_nlg.decode.search" in graph["lora_nlg.decode.stage"]
+    assert "lora_nlg.data.readers" in graph["lora_nlg.data.stage"]
+    assert "lora_nlg.train.setup" in graph["lora_nlg.train.loop"]
 
 
 def test_no_import_circle():
@@ -96,13 +108,23 @@ def test_the_network_knows_nothing_of_files():
     assert not reachable(import_graph(), "lora_nlg.model.network") & {"lora_nlg.model.weights", "lora_nlg.model.gpt2"}
 
 
-def test_decode_does_not_depend_on_train():
+# A stage may use the stages to its left, never those to its right: the model and the data are what training,
+# decoding and the demo are built from, and a trained adapter is decoded without the training code.
+@pytest.mark.parametrize("lower, later", [("model", ("train", "decode", "demo")), ("data", ("train", "decode", "demo")),
+                                          ("decode", ("train",))])
+def test_a_stage_imports_nothing_of_a_later_one(lower, later):
     graph = import_graph()
-    training = {m for m in graph if m == "lora_nlg.train" or m.startswith("lora_nlg.train.")}
-    decoding = [m for m in graph if m.startswith("lora_nlg.decode.")]
-    assert decoding and training
-    for module in decoding:
-        assert not reachable(graph, module) & training, module
+    modules, forbidden = stage(graph, lower), set().union(*(stage(graph, name) for name in later))
+    assert len(modules) >= 3 and all(stage(graph, name) for name in later)
+    for module in sorted(modules):
+        assert not reachable(graph, module) & forbidden, f"{module} imports {sorted(reachable(graph, module) & forbidden)}"
+
+
+def test_a_forbidden_edge_is_found():
+    graph = {"lora_nlg.data": set(), "lora_nlg.data.stage": {"lora_nlg.atomic"}, "lora_nlg.atomic": {"lora_nlg.train.x"},
+             "lora_nlg.train": set(), "lora_nlg.train.x": set()}
+    assert stage(graph, "data") == {"lora_nlg.data", "lora_nlg.data.stage"}
+    assert reachable(graph, "lora_nlg.data.stage") & stage(graph, "train") == {"lora_nlg.train.x"}
 
 
 def test_a_circle_is_reported():

@@ -98,6 +98,8 @@ def test_every_adapter_gets_a_gradient():
     model = lora_model(init="gaussian", targets=("q", "k", "v", "mlp.c_fc"))
     loss = model(IDS).logsumexp(-1).mean()
     loss.backward()
+    # tiny has 2 layers, each with A and B for q, k, v (fused c_attn) and for mlp.c_fc.
+    assert sum(".lora_" in name for name, _ in model.named_parameters()) == 2 * (3 + 1) * 2
     for name, p in model.named_parameters():
         if ".lora_" in name:
             assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -2,18 +2,15 @@
 capability monkeypatched so both kinds of CPU are tested on either."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import data_dir, one_thread, write_learnable_checkpoint  # noqa: E402,F401
+from lora_nlg import precision
+from lora_nlg.train.loop import main
 
-from lora_nlg import precision  # noqa: E402
-from lora_nlg.train.loop import main  # noqa: E402
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -50,7 +47,8 @@ def test_explicit_bf16_on_an_emulating_cpu_warns_and_says_what_to_use(monkeypatc
 
 
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
-def test_training_records_the_resolved_precision(monkeypatch, tmp_path_factory, data_dir, capsys, native, expected):
+def test_training_records_the_resolved_precision(monkeypatch, tmp_path_factory, data_dir, write_learnable_checkpoint,
+                                                 capsys, native, expected):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
     ckpt = write_learnable_checkpoint(tmp_path_factory.mktemp("tiny"), "tiny")
     out = tmp_path_factory.mktemp("runs")

@@ -6,32 +6,30 @@ without avx512_bf16/AMX every bf16 matmul is emulated 20-130x slower than fp32 (
 a tiny model's step), and these tests must stay cheap there, not be skipped (issue 17)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import one_thread, write_dataset, write_learnable_checkpoint  # noqa: E402,F401
-
-from lora_nlg.train.report import read_metrics  # noqa: E402
-from lora_nlg.train.loop import main  # noqa: E402
+from lora_nlg.train.loop import main
+from lora_nlg.train.report import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = str(REPO / "configs" / "demo.yaml")
 STEPS = 20
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory) -> Path:
+def small_checkpoint(tmp_path_factory, write_learnable_checkpoint) -> Path:
     """`tiny` (2 x 64), random, with room for LoRA to lower the loss within a few dozen updates."""
     return write_learnable_checkpoint(tmp_path_factory.mktemp("tiny-learnable"), "tiny")
 
 
 @pytest.fixture(scope="module")
-def demo_like_data(tmp_path_factory) -> Path:
+def demo_like_data(tmp_path_factory, write_dataset) -> Path:
     return write_dataset(tmp_path_factory.mktemp("bf16-data"), n_train=160, n_valid=16)
 
 

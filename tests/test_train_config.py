@@ -1,11 +1,13 @@
 """Config system and the paper presets (issue 4)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from lora_nlg.config import (ConfigError, RunConfig, load_config, save_config, valid_keys)
+from lora_nlg.model.lora_config import LoRAConfig
 from lora_nlg.train.optim import derive_max_steps
 from lora_nlg.train.loop import main
 
@@ -27,18 +29,18 @@ def test_paper_presets_match_table_11(name, ls, wd, dropout, lp):
     assert cfg.model.name == "gpt2-medium" and cfg.data.dataset == name and cfg.data.max_seq_len == 512
     assert (t.lr, t.batch_size, t.grad_acc, t.epochs, t.warmup_steps, t.schedule) == (2e-4, 8, 1, 5, 500, "linear")
     assert (t.label_smoothing, t.weight_decay, lo.dropout) == (ls, wd, dropout)
-    assert (lo.r, lo.alpha, lo.targets) == (4, 32.0, ["q", "v"])
+    assert (lo.r, lo.alpha, lo.targets) == (4, 32.0, ("q", "v"))
     assert (t.betas, t.eps, t.clip, t.seed, t.optimizer, t.max_steps) == ([0.9, 0.999], 1e-6, 0.0, 110,
                                                                          "adamw_reference", 0)
     d = cfg.decode
     assert (d.beam, d.length_penalty, d.no_repeat_ngram_size, d.max_new_tokens, d.eos_ids) == (10, lp, 4, 64,
-                                                                                               [50256, 628])
+                                                                                               (50256, 628))
 
 
 def test_decode_defaults_are_the_contract():
     d = RunConfig().decode
     assert (d.beam, d.length_penalty, d.no_repeat_ngram_size, d.repetition_penalty, d.min_length,
-            d.max_new_tokens, d.eos_ids, d.batch_size, d.ref_num) == (10, 0.8, 4, 1.0, 0, 64, [50256, 628], 16, 6)
+            d.max_new_tokens, d.eos_ids, d.batch_size, d.ref_num) == (10, 0.8, 4, 1.0, 0, 64, (50256, 628), 16, 6)
 
 
 def test_demo_preset_loads():
@@ -59,9 +61,9 @@ def test_overrides_typed_and_applied():
     cfg = load_config(CONFIGS / "e2e.yaml", ["train.lr=1e-3", "lora.r=8", "train.resume=true", "lora.targets=q,k,v",
                                              "train.betas=[0.9, 0.98]", "train.max_steps=1e3", "model.pretrained="])
     assert cfg.train.lr == 1e-3 and isinstance(cfg.train.lr, float)
-    assert cfg.lora.r == 8 and cfg.train.resume is True and cfg.lora.targets == ["q", "k", "v"]
+    assert cfg.lora.r == 8 and cfg.train.resume is True and cfg.lora.targets == ("q", "k", "v")
     assert cfg.train.betas == [0.9, 0.98] and cfg.train.max_steps == 1000 and cfg.model.pretrained == ""
-    assert cfg.lora.to_lora_config().scale == 32 / 8
+    assert isinstance(cfg.lora, LoRAConfig) and cfg.lora.scale == 32 / 8  # the section is the model's LoRAConfig
 
 
 def test_unknown_key_lists_every_valid_key():
@@ -100,11 +102,15 @@ def test_cli_unknown_key_exits_nonzero_with_key_list(capsys):
     assert "unknown config key 'train.lrr'" in err and "train.lr" in err and "lora.dropout" in err
 
 
-def test_missing_pretrained_says_how_to_get_it(tmp_path):
+def test_missing_pretrained_says_how_to_get_it(tmp_path, monkeypatch):
     cfg = load_config(CONFIGS / "e2e.yaml", [f"model.pretrained={tmp_path / 'nope'}"])
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match=f"not found at {re.escape(str(tmp_path / 'nope'))}/"):
         cfg.pretrained_path()
+    # Without model.pretrained the weights are looked up in checkpoints/pretrained/<name> of the working directory.
+    monkeypatch.chdir(tmp_path)
     cfg = load_config(CONFIGS / "e2e.yaml", ["model.name=gpt2-xl"])
-    if not Path("checkpoints/pretrained/gpt2-xl").exists():
-        with pytest.raises(ConfigError, match=r"make pretrained MODEL=gpt2-xl"):
-            cfg.pretrained_path()
+    with pytest.raises(ConfigError, match=r"not found at checkpoints/pretrained/gpt2-xl/: run `make pretrained "
+                                          r"MODEL=gpt2-xl`"):
+        cfg.pretrained_path()
+    (tmp_path / "checkpoints" / "pretrained" / "gpt2-xl").mkdir(parents=True)
+    assert cfg.pretrained_path() == Path("checkpoints/pretrained/gpt2-xl")

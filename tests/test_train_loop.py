@@ -13,24 +13,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import data_dir, one_thread, write_dataset, write_learnable_checkpoint  # noqa: E402,F401
-
-import lora_nlg.train.loop as train_mod  # noqa: E402
-from lora_nlg import GPT2  # noqa: E402
+import lora_nlg.train.loop as train_mod
+from lora_nlg import GPT2
+from lora_nlg.config import load_config
 from lora_nlg.run_dir import load_training_state
-from lora_nlg.train.report import read_metrics  # noqa: E402
-from lora_nlg.config import load_config  # noqa: E402
-from lora_nlg.train.loop import main  # noqa: E402
+from lora_nlg.train.loop import main
+from lora_nlg.train.report import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "e2e.yaml")
 
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def learnable_checkpoint(tmp_path_factory):
+def learnable_checkpoint(tmp_path_factory, write_learnable_checkpoint):
     return write_learnable_checkpoint(tmp_path_factory.mktemp("tiny-learnable"), "tiny")
 
 
@@ -87,7 +84,7 @@ def test_tiny_model_learns_and_writes_every_artifact(learnable_checkpoint, data_
 
     # The PEFT export of the final adapter reproduces the trained model's logits.
     cfg = load_config(run / "config.yaml")
-    ours = GPT2.from_pretrained(learnable_checkpoint, lora=cfg.lora.to_lora_config()).eval()
+    ours = GPT2.from_pretrained(learnable_checkpoint, lora=cfg.lora).eval()
     ours.load_lora(run / "final" / "lora.safetensors")
     peft = GPT2.from_peft_adapter(learnable_checkpoint, run / "final" / "peft").eval()
     ids = torch.tensor([[464, 2068, 7586, 21831, 50256, 317]])
@@ -127,10 +124,11 @@ def test_resume_is_bit_identical(tiny_checkpoint, data_dir, tmp_path):
     assert losses(straight) == losses(split) and len(losses(split)) == 4
     for name in ("final", "best"):
         a, b = lora_tensors(straight / name), lora_tensors(split / name)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     sa, sb = load_training_state(straight / "step-4"), load_training_state(split / "step-4")
-    assert all(torch.equal(x["exp_avg_sq"], y["exp_avg_sq"])
-               for x, y in zip(sa["optimizer"]["state"].values(), sb["optimizer"]["state"].values()))
+    states_a, states_b = sa["optimizer"]["state"], sb["optimizer"]["state"]
+    assert states_a and states_a.keys() == states_b.keys()
+    assert all(torch.equal(states_a[k]["exp_avg_sq"], states_b[k]["exp_avg_sq"]) for k in states_a)
 
 
 def test_resume_with_different_settings_is_refused(tiny_checkpoint, data_dir, tmp_path, capsys):
@@ -236,7 +234,7 @@ def test_sigterm_checkpoints_and_resume_matches_uninterrupted(tiny_checkpoint, d
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert losses(killed) == losses(tmp_path / "straight")
     a, b = lora_tensors(killed / "final"), lora_tensors(tmp_path / "straight" / "final")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert_no_temporaries(killed)
 
 

@@ -3,22 +3,17 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import data_dir, one_thread, write_dataset  # noqa: E402,F401 (fixtures)
+from lora_nlg import GPT2, LoRAConfig
+from lora_nlg.train.batching import (DataError, collate, epoch_plan, load_examples, rank_share, split_by_tokens,
+                                     validation_batches)
+from lora_nlg.train.objective import REFERENCE_DENOM_EPS, token_loss_sum
+from lora_nlg.train.optim import ReferenceAdamW, lr_lambda
 
-from lora_nlg import GPT2, LoRAConfig  # noqa: E402
-from lora_nlg.train.batching import (DataError, collate, epoch_plan, load_examples, rank_share, split_by_tokens,  # noqa: E402
-                               validation_batches)
-from lora_nlg.train.objective import REFERENCE_DENOM_EPS, token_loss_sum  # noqa: E402
-from lora_nlg.train.optim import ReferenceAdamW, lr_lambda  # noqa: E402
-
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------- loss

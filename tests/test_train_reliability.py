@@ -19,18 +19,17 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
-from fixture_data import one_thread, write_dataset, write_learnable_checkpoint  # noqa: E402,F401
-
-from lora_nlg import GPT2, LoRAConfig  # noqa: E402
-from lora_nlg.model import weights  # noqa: E402
-from lora_nlg.model.network import CheckpointError, GPT2Config  # noqa: E402
-from lora_nlg.run_dir import LOCK_FILE, RunLock, load_training_state  # noqa: E402
-from lora_nlg.train.loop import main  # noqa: E402
-from lora_nlg.train.report import read_metrics  # noqa: E402
+from lora_nlg import GPT2, LoRAConfig
+from lora_nlg.model import weights
+from lora_nlg.model.network import CheckpointError, GPT2Config
+from lora_nlg.run_dir import LOCK_FILE, RunLock, load_training_state
+from lora_nlg.train.loop import main
+from lora_nlg.train.report import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "e2e.yaml")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def overrides(ckpt: Path, data: Path, out: Path, run: str = "run", **extra) -> list[str]:
@@ -55,13 +54,13 @@ def snapshot(root: Path) -> dict[Path, tuple[int, bytes]]:
 
 
 @pytest.fixture
-def data(tmp_path) -> Path:
+def data(tmp_path, write_dataset) -> Path:
     """A private copy of the training data (tests change it)."""
     return write_dataset(tmp_path / "data")
 
 
 @pytest.fixture(scope="module")
-def stopped_run(tiny_checkpoint, tmp_path_factory) -> tuple[Path, Path]:
+def stopped_run(tiny_checkpoint, tmp_path_factory, write_dataset) -> tuple[Path, Path]:
     """A run stopped after 4 of 6 updates with step-2/ and step-4/ (copied by each test that damages it)."""
     root = tmp_path_factory.mktemp("stopped")
     data = write_dataset(root / "data")
@@ -350,11 +349,21 @@ def test_no_note_when_nothing_is_truncated(tiny_checkpoint, data, tmp_path, caps
 
 
 @pytest.mark.parametrize("alpha", ["1e30", "1e38"])
-def test_adapter_that_cannot_learn_is_not_a_success(tiny_checkpoint, data, tmp_path, capsys, alpha):
+def test_alpha_whose_adapter_cannot_learn_is_refused_before_the_run(tiny_checkpoint, data, tmp_path, capsys, alpha):
+    """The config refuses a LoRA scale whose gradients overflow (LoRAConfig's bound), before anything is written."""
     args = overrides(tiny_checkpoint, data, tmp_path, max_steps=3, save_interval=0, **{"lora__alpha": alpha})
     assert main([CONFIG, *args]) == 1
     line = one_error_line(capsys.readouterr().err)
-    assert any(s in line for s in ("did not learn", "non-finite")), line
+    assert "lora.alpha" in line and "scale" in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_adapter_that_cannot_learn_is_not_a_success(tiny_checkpoint, data, tmp_path, capsys):
+    """An lr so small that every fp32 update of B rounds to zero passes the config but leaves the adapter at zero."""
+    args = overrides(tiny_checkpoint, data, tmp_path, max_steps=3, save_interval=0, lr="1e-46")
+    assert main([CONFIG, *args]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "did not learn" in line, line
     assert not (tmp_path / "run" / "final").exists() and not (tmp_path / "run" / LOCK_FILE).exists()
 
 
@@ -424,7 +433,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_nodes_on_localhost_equal_one_process(tmp_path):
+def test_two_nodes_on_localhost_equal_one_process(tmp_path, write_dataset, write_learnable_checkpoint):
     """torchrun --nnodes=2 (one gloo process per 'node', both on 127.0.0.1) x batch 2 == 1 process x batch 4."""
     ckpt = write_learnable_checkpoint(tmp_path / "base", "tiny")
     data = write_dataset(tmp_path / "data")

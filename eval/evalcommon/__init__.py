@@ -1,6 +1,7 @@
 """What both scorer families (`e2e_official`, `geneval`) need and neither owns.
 
-- `text_files`: strict UTF-8 line reading, the count check, atomic writes, and EvalInputError (bad input).
+- `text_files`: line reading (the library's strict UTF-8 reader, in eval's words), the count check, and
+  EvalInputError (bad input). Atomic writes are the library's (`lora_nlg.atomic`).
 - `java_tools`: finding Java and the METEOR / Stanford CoreNLP jars of pycocoevalcap, running METEOR, and
   JavaToolError.
 

@@ -9,8 +9,8 @@ from lora_nlg.lazy_exports import lazy_exports
 __all__ = ["GPT2", "GPT2Config", "KVCache", "LoRAConfig", "get_tokenizer"]
 __getattr__, __dir__ = lazy_exports(__name__, {
     "GPT2": "lora_nlg.model.gpt2",
-    "GPT2Config": "lora_nlg.model.network",
+    "GPT2Config": "lora_nlg.model.architecture",
     "KVCache": "lora_nlg.model.kv_cache",
-    "LoRAConfig": "lora_nlg.model.lora",
+    "LoRAConfig": "lora_nlg.model.lora_config",
     "get_tokenizer": "lora_nlg.tokenizer",
 })

@@ -1,12 +1,17 @@
 """Typed run configuration: YAML presets in `configs/` plus dotted `key=value` command-line overrides.
 
 One `RunConfig` describes a whole run (model, LoRA, data, training, decoding). `load_config(path, overrides)`
-reads a preset, applies overrides such as `train.lr=1e-3 lora.r=8`, checks every value and returns the config;
-unknown keys and bad values raise `ConfigError` with a message that names the key (and lists the valid keys).
+reads a preset, applies overrides such as `train.lr=1e-3 lora.r=8` and builds the config; unknown keys, duplicated
+keys and bad values raise `ConfigError` with a message that names the key (and lists the valid keys).
+
+Every section is the runtime object itself, which declares its settings' defaults and types and checks their
+values when it is built (`SettingError`): `lora` is the model's `LoRAConfig`, `decode` extends the search's
+`BeamSettings`; model presets come from `model.architecture`. A setting is therefore declared in one place.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +20,11 @@ from typing import Any
 import yaml
 
 from lora_nlg.atomic import atomic_file
-
-MODEL_PRESETS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "tiny", "small")
-LORA_TARGETS = ("q", "k", "v", "c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
-DATASETS = ("e2e", "webnlg", "dart")
+from lora_nlg.decode.beam_settings import BATCH_SIZE, BeamSettings
+from lora_nlg.model.architecture import PRESETS
+from lora_nlg.model.lora_config import LoRAConfig
+from lora_nlg.setting_checks import SettingError, require
+from lora_nlg.tokenizer import VOCAB_SIZE
 
 
 class ConfigError(ValueError):
@@ -27,36 +33,30 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    name: str = "gpt2-medium"   # preset: gpt2 | gpt2-medium | gpt2-large | gpt2-xl | small | tiny
+    name: str = "gpt2-medium"   # a preset of lora_nlg.model.architecture.PRESETS (gpt2, gpt2-medium, ..., small, tiny)
     pretrained: str = ""        # HF checkpoint dir or weights file; "" -> checkpoints/pretrained/<name>/
     random_init: bool = False   # random weights from the preset (tests and benchmarks only; scores are meaningless)
 
-
-@dataclass
-class LoRASection:
-    r: int = 4                  # rank (paper: r_q = r_v = 4)
-    alpha: float = 128.0        # scaling alpha/r; the product default (= reference lora_attn_alpha). Paper recipes: 32
-    dropout: float = 0.0        # dropout on the LoRA input only (paper recipes: 0.1 E2E/WebNLG, 0.0 DART)
-    targets: list[str] = field(default_factory=lambda: ["q", "v"])  # also k, c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
-    use_rslora: bool = False    # rank-stabilised scaling alpha/sqrt(r) instead of alpha/r
-    init: str = "kaiming"       # kaiming: A ~ U(+-1/sqrt(d)), B = 0 (reference HEAD) | gaussian: paper-era N(0, .02)
-
-    def to_lora_config(self):
-        """The model's `lora_nlg.LoRAConfig` for these settings."""
-        from lora_nlg.model.lora import LoRAConfig
-
-        return LoRAConfig(r=self.r, alpha=self.alpha, dropout=self.dropout, targets=tuple(self.targets),
-                          use_rslora=self.use_rslora, init=self.init)
+    def __post_init__(self) -> None:
+        require(self.name in PRESETS or bool(self.pretrained), "model.name", self.name,
+                f"not a preset ({', '.join(PRESETS)}); pass model.pretrained=<dir> for other models")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "e2e"        # e2e | webnlg | dart (the data stage writes data/<dataset>/<split>.jsonl)
+    dataset: str = "e2e"        # a dataset of the data stage (lora_nlg.data.datasets.dataset_names()); the data
+                                #   stage writes data/<dataset>/<split>.jsonl
     dir: str = ""               # "" -> data/<dataset>
     train_split: str = "train"  # file stem of the training split
     valid_split: str = "valid"  # validation split; "" disables validation
     max_seq_len: int = 512      # context+completion tokens kept (right truncation, as the reference)
     max_valid_examples: int = 0  # validate on the first N valid examples only (0 = all); CPU demos
+
+    def __post_init__(self) -> None:
+        require(bool(self.dataset), "data.dataset", self.dataset, "empty")
+        require(bool(self.train_split), "data.train_split", self.train_split, "empty")
+        require(2 <= self.max_seq_len <= 1024, "data.max_seq_len", self.max_seq_len, "not in [2, 1024]")
+        require(self.max_valid_examples >= 0, "data.max_valid_examples", self.max_valid_examples, "must be >= 0")
 
     def split_path(self, split: str) -> Path:
         return Path(self.dir or f"data/{self.dataset}") / f"{split}.jsonl"
@@ -107,24 +107,49 @@ class TrainConfig:
     save_interval: int = 1000   # step-<N>/ checkpoint (adapter + training state) every N updates
     keep_last: int = 3          # step-<N>/ checkpoints kept (older ones are deleted); best/ and final/ always kept
 
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "grad_acc", "valid_batch_size", "bucket_window"):
+            require(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "must be >= 1")
+        for key in ("max_tokens", "max_steps", "stop_after_steps", "epochs", "warmup_steps", "log_interval",
+                    "eval_interval", "save_interval", "keep_last", "seed"):
+            require(getattr(self, key) >= 0, f"train.{key}", getattr(self, key), "must be >= 0")
+        require(self.max_steps > 0 or self.epochs > 0, "train.epochs", self.epochs, "need epochs > 0 or max_steps > 0")
+        require(self.keep_last >= 1, "train.keep_last", self.keep_last,
+                "must be >= 1: resume needs the newest step checkpoint")
+        require(self.optimizer in ("adamw_reference", "adamw_torch"), "train.optimizer", self.optimizer,
+                "not adamw_reference|adamw_torch")
+        require(self.lr > 0, "train.lr", self.lr, "must be > 0")
+        require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
+        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "train.betas", self.betas,
+                "not two values in [0, 1)")
+        require(self.eps > 0, "train.eps", self.eps, "must be > 0")
+        require(self.clip >= 0, "train.clip", self.clip, "must be >= 0")
+        require(0 <= self.label_smoothing < 1, "train.label_smoothing", self.label_smoothing, "not in [0, 1)")
+        require(self.schedule in ("linear", "cosine", "constant"), "train.schedule", self.schedule,
+                "not linear|cosine|constant")
+        require(self.precision in ("fp32", "bf16", "fp16", "auto"), "train.precision", self.precision,
+                "not fp32|bf16|fp16|auto")
+        require(self.device in ("auto", "cpu", "cuda"), "train.device", self.device, "not auto|cpu|cuda")
 
-@dataclass
-class DecodeConfig:
-    beam: int = 10                  # beam width
-    length_penalty: float = 0.8     # score / generated_len ** lp (paper: E2E 0.9, WebNLG/DART 0.8; README E2E 0.8)
-    no_repeat_ngram_size: int = 4   # over generated tokens only (as the reference)
-    repetition_penalty: float = 1.0  # 1.0 = off
-    min_length: int = 0             # end tokens banned before this many generated tokens
-    max_new_tokens: int = 64        # reference eval_len
-    eos_ids: list[int] = field(default_factory=lambda: [50256, 628])  # <|endoftext|> and "\n\n"
-    batch_size: int = 16            # unique inputs per beam-search batch
+
+@dataclass(frozen=True)
+class DecodeConfig(BeamSettings):
+    """The search's `BeamSettings` (decode.beam, decode.length_penalty, ...) plus how the decode stage runs it."""
+    batch_size: int = BATCH_SIZE    # unique inputs per beam-search batch
     ref_num: int = 6                # WebNLG/DART reference files (reference0..5)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(len(self.eos_ids) >= 1 and all(0 <= i < VOCAB_SIZE for i in self.eos_ids), "decode.eos_ids",
+                list(self.eos_ids), f"must be GPT-2 token ids in [0, {VOCAB_SIZE})")
+        require(self.batch_size >= 1, "decode.batch_size", self.batch_size, "must be >= 1")
+        require(self.ref_num >= 1, "decode.ref_num", self.ref_num, "must be >= 1")
 
 
 @dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoRASection = field(default_factory=LoRASection)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -144,21 +169,17 @@ class RunConfig:
         return path
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+SECTIONS: dict[str, type] = typing.get_type_hints(RunConfig)
 
 
 def valid_keys() -> list[str]:
     """Every dotted key, e.g. `train.lr`."""
-    return [f"{s.name}.{f.name}" for s in dataclasses.fields(RunConfig)
-            for f in dataclasses.fields(_section_class(s.name))]
-
-
-def _section_class(section: str) -> type:
-    return typing.get_type_hints(RunConfig)[section]
+    return [f"{section}.{f.name}" for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
 
 
 def _field_types(section: str) -> dict[str, Any]:
-    return typing.get_type_hints(_section_class(section))
+    return {name: typ for name, typ in typing.get_type_hints(SECTIONS[section]).items()
+            if name in {f.name for f in dataclasses.fields(SECTIONS[section])}}
 
 
 def _unknown_key(key: str, where: str) -> ConfigError:
@@ -166,43 +187,47 @@ def _unknown_key(key: str, where: str) -> ConfigError:
     return ConfigError(f"{where}unknown config key '{key}'. Valid keys:\n  {keys}")
 
 
-def _coerce(key: str, value: Any, typ: Any) -> Any:
+def _coerce(key: str, value: Any, typ: Any, where: str = "") -> Any:
     """`value` (parsed YAML) converted to `typ`, or ConfigError naming the key."""
+    given = value
+
     def bad(why: str = "") -> ConfigError:
         name = getattr(typ, "__name__", str(typ))
-        return ConfigError(f"bad value for {key}: {value!r} (expected {name}{why})")
+        return ConfigError(f"{where}bad value for {key}: {given!r} (expected {name}{why})")
 
-    if typing.get_origin(typ) is list:
-        (item_type,) = typing.get_args(typ)
+    container = typing.get_origin(typ)
+    if container in (list, tuple):
+        item_type = typing.get_args(typ)[0]
         if isinstance(value, str):  # `lora.targets=q,v` on the command line
             value = [yaml.safe_load(v) if item_type is not str else v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise bad()
-        return [_coerce(f"{key}[{i}]", v, item_type) for i, v in enumerate(value)]
+        return container(_coerce(f"{key}[{i}]", v, item_type, where) for i, v in enumerate(value))
     if typ is bool:
         if isinstance(value, bool):
             return value
         if value in (0, 1):       # RESUME=1
             return bool(value)
         raise bad(": true/false")
-    if typ is int:
+    if typ in (int, float):
         if isinstance(value, str):
             try:
-                value = float(value)   # `1e3`
-            except ValueError:
-                raise bad() from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise bad()
-        return int(value)
-    if typ is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)   # YAML 1.1 reads "1e-3" (no dot) as a string
+                value = float(value)   # `1e3`; YAML 1.1 reads "1e-3" (no dot) as a string
             except ValueError:
                 raise bad() from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
-        return float(value)
+        # inf and nan would slip through every range check (nan compares false, inf passes `> 0`)
+        if not math.isfinite(value):
+            raise bad(": a finite number")
+        if typ is int:
+            if int(value) != value or abs(value) >= 2 ** 63:
+                raise bad(": a 64-bit integer")
+            return int(value)
+        try:
+            return float(value)
+        except OverflowError:   # an integer beyond the float range
+            raise bad(": a finite number") from None
     if typ is str:
         if value is None:
             return ""
@@ -212,64 +237,78 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     raise TypeError(f"unsupported config type {typ} for {key}")
 
 
-def _check(cfg: RunConfig) -> None:
-    """Range and choice checks that types alone cannot express."""
-    def require(ok: bool, key: str, why: str) -> None:
-        if not ok:
-            raise ConfigError(f"bad value for {key}: {why}")
+class _Values:
+    """Coerced values per section, and where each came from (a file or an override), before the sections are built."""
 
-    m, lo, d, t, dc = cfg.model, cfg.lora, cfg.data, cfg.train, cfg.decode
-    require(m.name in MODEL_PRESETS or bool(m.pretrained), "model.name",
-            f"{m.name!r} is not a preset ({', '.join(MODEL_PRESETS)}); pass model.pretrained=<dir> for other models")
-    require(lo.r >= 1, "lora.r", f"{lo.r} < 1 (training updates the LoRA parameters only)")
-    require(lo.alpha > 0, "lora.alpha", f"{lo.alpha} must be > 0")
-    require(0 <= lo.dropout < 1, "lora.dropout", f"{lo.dropout} not in [0, 1)")
-    require(len(lo.targets) > 0, "lora.targets", "empty")
-    for tgt in lo.targets:
-        require(tgt in LORA_TARGETS, "lora.targets", f"{tgt!r} not one of {', '.join(LORA_TARGETS)}")
-    require(lo.init in ("kaiming", "gaussian"), "lora.init", f"{lo.init!r} not kaiming|gaussian")
-    require(not ("c_attn" in lo.targets and {"q", "k", "v"} & set(lo.targets)), "lora.targets",
-            "'c_attn' (the whole fused projection) excludes the q/k/v slices")
-    require(bool(d.dataset), "data.dataset", "empty")
-    require(bool(d.train_split), "data.train_split", "empty")
-    require(2 <= d.max_seq_len <= 1024, "data.max_seq_len", f"{d.max_seq_len} not in [2, 1024]")
-    require(d.max_valid_examples >= 0, "data.max_valid_examples", "must be >= 0")
-    for key in ("batch_size", "grad_acc", "valid_batch_size", "bucket_window"):
-        require(getattr(t, key) >= 1, f"train.{key}", f"{getattr(t, key)} must be >= 1")
-    for key in ("max_tokens", "max_steps", "stop_after_steps", "epochs", "warmup_steps", "log_interval", "eval_interval",
-                "save_interval", "keep_last", "seed"):
-        require(getattr(t, key) >= 0, f"train.{key}", f"{getattr(t, key)} must be >= 0")
-    require(t.max_steps > 0 or t.epochs > 0, "train.epochs", "need epochs > 0 or max_steps > 0")
-    require(t.keep_last >= 1, "train.keep_last", "must be >= 1 (resume needs the newest step checkpoint)")
-    require(t.optimizer in ("adamw_reference", "adamw_torch"), "train.optimizer",
-            f"{t.optimizer!r} not adamw_reference|adamw_torch")
-    require(t.lr > 0, "train.lr", f"{t.lr} must be > 0")
-    require(t.weight_decay >= 0, "train.weight_decay", "must be >= 0")
-    require(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas", f"{t.betas} not two values in [0,1)")
-    require(t.eps > 0, "train.eps", "must be > 0")
-    require(t.clip >= 0, "train.clip", "must be >= 0")
-    require(0 <= t.label_smoothing < 1, "train.label_smoothing", f"{t.label_smoothing} not in [0, 1)")
-    require(t.schedule in ("linear", "cosine", "constant"), "train.schedule", f"{t.schedule!r} not linear|cosine|constant")
-    require(t.precision in ("fp32", "bf16", "fp16", "auto"), "train.precision",
-            f"{t.precision!r} not fp32|bf16|fp16|auto")
-    require(t.device in ("auto", "cpu", "cuda"), "train.device", f"{t.device!r} not auto|cpu|cuda")
-    require(dc.beam >= 1, "decode.beam", "must be >= 1")
-    require(dc.max_new_tokens >= 1, "decode.max_new_tokens", "must be >= 1")
-    require(dc.min_length >= 0, "decode.min_length", "must be >= 0")
-    require(dc.no_repeat_ngram_size >= 0, "decode.no_repeat_ngram_size", "must be >= 0")
-    require(dc.repetition_penalty > 0, "decode.repetition_penalty", "must be > 0")
-    require(dc.batch_size >= 1, "decode.batch_size", "must be >= 1")
-    require(dc.ref_num >= 1, "decode.ref_num", "must be >= 1")
-    require(len(dc.eos_ids) >= 1 and all(0 <= i < 50257 for i in dc.eos_ids), "decode.eos_ids",
-            f"{dc.eos_ids} must be token ids in [0, 50257)")
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+        self.origin: dict[str, str] = {}
+
+    def set(self, key: str, value: Any, where: str = "") -> None:
+        section, _, name = key.partition(".")
+        if section not in SECTIONS or not name or name not in _field_types(section):
+            raise _unknown_key(key, where)
+        self.values[section][name] = _coerce(key, value, _field_types(section)[name], where)
+        self.origin[key] = where
+
+    def set_sections(self, data: Any, where: str = "") -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}expected a mapping of sections ({', '.join(SECTIONS)})")
+        for section, values in data.items():
+            if section not in SECTIONS:
+                raise _unknown_key(str(section), where)
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise ConfigError(f"{where}section '{section}' must be a mapping")
+            for name, value in values.items():
+                self.set(f"{section}.{name}", value, where)
+
+    def build(self) -> RunConfig:
+        """The sections, each built (and so checked) from its values; an error names the key and its origin."""
+        sections = {}
+        for section, cls in SECTIONS.items():
+            try:
+                sections[section] = cls(**self.values[section])
+            except SettingError as e:
+                raise ConfigError(f"{self.origin.get(e.key, '')}{e}") from None
+        return RunConfig(**sections)
 
 
-def set_value(cfg: RunConfig, key: str, value: Any, where: str = "") -> None:
-    """Set dotted `key` (e.g. `train.lr`) to `value` (a parsed YAML value), converting and checking its type."""
-    section, _, name = key.partition(".")
-    if section not in SECTIONS or not name or name not in _field_types(section):
-        raise _unknown_key(key, where)
-    setattr(getattr(cfg, section), name, _coerce(key, value, _field_types(section)[name]))
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a mapping with the same key twice is an error: PyYAML keeps the last one
+    silently, so a config file with a section twice would lose the first one's settings."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, typing.Hashable):
+                    continue  # the base class names an unhashable key
+                if key in first_line:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice (first on line {first_line[key]})", key_node.start_mark)
+                first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return parse_yaml(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).replace("\n", " ")
+        raise ConfigError(f"{path}: {line}invalid YAML ({problem})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config ({e})") from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -278,49 +317,41 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not eq or not key.strip():
         raise ConfigError(f"override {text!r} is not key=value (e.g. train.lr=1e-3)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
 
 
 def from_dict(data: dict, where: str = "") -> RunConfig:
-    cfg = RunConfig()
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}expected a mapping of sections ({', '.join(SECTIONS)})")
-    for section, values in data.items():
-        if section not in SECTIONS:
-            raise _unknown_key(str(section), where)
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where}section '{section}' must be a mapping")
-        for name, value in values.items():
-            set_value(cfg, f"{section}.{name}", value, where)
-    return cfg
+    """The config of parsed YAML sections (`{"train": {"lr": 1e-3}}`), every other key at its default."""
+    values = _Values()
+    values.set_sections(data, where)
+    return values.build()
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     """Preset `path` (None = defaults) with dotted `key=value` overrides applied in order, checked."""
-    data: dict = {}
+    values = _Values()
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
-    cfg = from_dict(data, where=f"{path}: " if path else "")
+        values.set_sections(_read_yaml(path) or {}, where=f"{path}: ")
     for text in overrides:
         key, value = parse_override(text)
-        set_value(cfg, key, value, where="override: ")
-    _check(cfg)
-    return cfg
+        values.set(key, value, where="override: ")
+    return values.build()
 
 
 def to_dict(cfg: RunConfig) -> dict:
-    return dataclasses.asdict(cfg)
+    """{section: {name: value}} with plain YAML/JSON values (lists, not tuples)."""
+    return {section: {f.name: _plain(getattr(getattr(cfg, section), f.name))
+                      for f in dataclasses.fields(getattr(cfg, section))} for section in SECTIONS}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def diff(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:

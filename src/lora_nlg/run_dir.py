@@ -101,7 +101,7 @@ def adapter_path(run_dir: Path, checkpoint: str = "final") -> Path:
 def load_run_model(run_dir: Path, cfg: RunConfig, checkpoint: str = "final") -> GPT2:
     """Base model of the run's config plus the adapter of `run_dir/<checkpoint>/lora.safetensors`."""
     adapter = adapter_path(run_dir, checkpoint)
-    lora_cfg = cfg.lora.to_lora_config()
+    lora_cfg = cfg.lora
     saved = weights.read_lora_config(adapter)
     if saved is not None:
         differ = [f"{k}: adapter {getattr(saved, k)!r} vs config {getattr(lora_cfg, k)!r}"

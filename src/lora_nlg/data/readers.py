@@ -3,6 +3,7 @@ JSON-lines files whose errors name `path:line`.
 
 Kept apart from the data stage so that the dataset modules (`lora_nlg.data.datasets`), batching, references and
 predictions all read files the same way, and report a bad file the same way, without importing the stage's CLI.
+The bytes are decoded by the library's one strict UTF-8 reader (`lora_nlg.utf8_files`), which eval/ shares.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 from xml.parsers import expat
+
+from lora_nlg.utf8_files import Utf8FileError, read_utf8_text, split_lines
 
 SPLITS = ("train", "valid", "test")  # every dataset has these; the stage writes and lists them in this order
 
@@ -36,25 +39,22 @@ class SplitSource:
 
 
 def read_utf8(path: Path, error: type[Exception] = DataError) -> str:
-    """The file's text; invalid UTF-8 is an error naming the line and byte."""
+    """The file's text (the library's one strict reader, `lora_nlg.utf8_files`); an unreadable file or invalid
+    UTF-8 is an `error` naming the file, line and byte."""
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise error(f"{path}: cannot read: {e.strerror or e}") from e
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise error(f"{path}:{line}: invalid UTF-8 byte 0x{data[e.start]:02x} at column {column} "
-                    f"(byte offset {e.start}); the file must be UTF-8") from None
+        return read_utf8_text(path)
+    except Utf8FileError as e:
+        if e.line is None:
+            raise error(f"{path}: cannot read: {e.reason}") from None
+        raise error(f"{path}:{e.line}: invalid UTF-8 byte 0x{e.byte:02x} at column {e.column} "
+                    f"(byte offset {e.offset}); the file must be UTF-8") from None
 
 
 def read_jsonl_objects(path: Path, error: type[Exception] = DataError) -> Iterator[tuple[str, dict]]:
     """("path:line", object) for every line of a JSON-lines file: the one reader of the data, reference and
     prediction files. Unreadable files, invalid UTF-8, empty lines, invalid JSON and lines that are not
     objects raise `error` naming the line (the writers never produce an empty line, so one means damage)."""
-    for number, line in enumerate(read_utf8(path, error).splitlines(), 1):
+    for number, line in enumerate(split_lines(read_utf8(path, error)), 1):
         where = f"{path}:{number}"
         if not line.strip():
             raise error(f"{where}: empty line")

@@ -36,7 +36,7 @@ SPLIT_ALIASES = {"dev": "valid"}
 
 
 @dataclass
-class DataConfig:
+class DataStageOptions:
     datasets: tuple[str, ...] = field(default_factory=dataset_names)  # which datasets to prepare (default: all)
     splits: tuple[str, ...] = SPLITS       # which splits; a missing one is an error unless left out here
     raw_dir: Path | None = None            # read raw files from here (../shared/data layout); None = download
@@ -68,7 +68,7 @@ def parse_datasets(text: str) -> tuple[str, ...]:
     return (text,)
 
 
-def prepare(config: DataConfig, planned: dict[Path, int | None] | None = None) -> dict[str, dict]:
+def prepare(config: DataStageOptions, planned: dict[Path, int | None] | None = None) -> dict[str, dict]:
     """Run the stage; returns {output name: stats}. Every dataset is read and encoded before anything is
     written, so an error leaves earlier outputs untouched. `planned`, if given, records what the writing got to
     (how `main` tells what an interrupt changed)."""
@@ -88,10 +88,10 @@ def prepare(config: DataConfig, planned: dict[Path, int | None] | None = None) -
         raise DataError(f"RAW_DIR {raw_root} is not a directory")
     located = locate_splits(datasets, raw_root, config)
     outputs = dict(encode_dataset(dataset, splits, raw_root, manifest, config) for dataset, splits in located)
-    return write_outputs(outputs, config.out_dir, {} if planned is None else planned)
+    return write_dataset_files(outputs, config.out_dir, {} if planned is None else planned)
 
 
-def locate_splits(datasets: list[Dataset], raw_root: Path, config: DataConfig
+def locate_splits(datasets: list[Dataset], raw_root: Path, config: DataStageOptions
                   ) -> list[tuple[Dataset, dict[str, SplitSource]]]:
     """Every wanted split of every dataset; all missing files are reported at once."""
     located = [(d, {s: d.locate(d.directory(raw_root), s, config.source) for s in config.splits}) for d in datasets]
@@ -103,7 +103,7 @@ def locate_splits(datasets: list[Dataset], raw_root: Path, config: DataConfig
 
 
 def encode_dataset(dataset: Dataset, splits: dict[str, SplitSource], raw_root: Path, manifest: list[ManifestEntry],
-                   config: DataConfig) -> tuple[str, tuple[dict[str, list[dict]], dict[str, dict]]]:
+                   config: DataStageOptions) -> tuple[str, tuple[dict[str, list[dict]], dict[str, dict]]]:
     """(output name, (records, stats) per split) of one dataset, nothing written yet."""
     sources = {s.source for s in splits.values()}
     name = dataset.output_name(next(iter(sources)))
@@ -122,7 +122,7 @@ def encode_dataset(dataset: Dataset, splits: dict[str, SplitSource], raw_root: P
     return name, (records, stats)
 
 
-def write_outputs(outputs: dict[str, tuple[dict[str, list[dict]], dict[str, dict]]], out_dir: Path,
+def write_dataset_files(outputs: dict[str, tuple[dict[str, list[dict]], dict[str, dict]]], out_dir: Path,
                   planned: dict[Path, int | None]) -> dict[str, dict]:
     """Each dataset's directory whole: its new splits, the old splits not rebuilt (hard links) and the merged
     stats.json are assembled beside `out_dir/<name>` and swapped in with one rename. `planned` gets each output
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      " dev = valid)")
     parser.add_argument("--raw-dir", type=Path, help="read raw files from here (../shared/data layout) instead of "
                                                      "downloading them")
-    parser.add_argument("--out-dir", type=Path, default=DataConfig.out_dir, help="output root (default: data)")
+    parser.add_argument("--out-dir", type=Path, default=DataStageOptions.out_dir, help="output root (default: data)")
     parser.add_argument("--source", default="auto", help=f"{source_help()} (default: auto)")
     parser.add_argument("--verify", action="store_true", help="with --raw-dir: also check sha256 of the files")
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help="file list with URL/size/sha256")
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     planned: dict[Path, int | None] = {}
     try:
-        config = DataConfig(datasets=parse_datasets(args.dataset), splits=parse_splits(args.splits),
+        config = DataStageOptions(datasets=parse_datasets(args.dataset), splits=parse_splits(args.splits),
                             raw_dir=args.raw_dir, out_dir=args.out_dir, source=args.source, verify=args.verify,
                             manifest=args.manifest, progress=not args.no_progress)
         summary = prepare(config, planned)

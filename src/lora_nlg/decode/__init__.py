@@ -7,8 +7,9 @@ formats the reference/hypothesis files the metric scripts read (torch-free).
 from lora_nlg.lazy_exports import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
+    "BeamSettings": "lora_nlg.decode.beam_settings",
     **{name: "lora_nlg.decode.search" for name in (
-        "BeamSettings", "Hypothesis", "beam_search", "generate", "plan_batches", "search_batch", "apply_bans",
+        "Hypothesis", "beam_search", "generate", "plan_batches", "search_batch", "apply_bans",
         "topk_stable")},
     **{name: "lora_nlg.decode.stage" for name in ("DTYPES", "DecodeError", "load_model", "parse_args", "run", "main")},
 })

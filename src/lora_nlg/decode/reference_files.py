@@ -4,12 +4,15 @@ What `gpt2_decode.py` of microsoft/LoRA does (docs/reference-pipeline.md, "From 
 exactly:
 - references are grouped by the identical context *string*, keys in order of first appearance;
 - every text (reference and hypothesis) is cut at `<|endoftext|>` and at the first blank line, then stripped;
-- E2E: `refs.txt` holds each input's references one per line and a blank line after each input, `hyp.txt` one
-  line per input;
-- WebNLG/DART: `reference0..reference{ref_num-1}`, line j of file k = k-th reference of input j, or its first
-  reference when it has fewer (the reference's padding), references beyond `ref_num` dropped; `--lower` then
-  `--tokenize` (every non-word character its own token) on references and hypotheses alike;
-- WebNLG is written three times, for the `seen`, `unseen` and `all` categories (subdirectories).
+- E2E (metric family e2e_official): `refs.txt` holds each input's references one per line and a blank line after
+  each input, `hyp.txt` one line per input;
+- WebNLG/DART (geneval): `reference0..reference{ref_num-1}`, line j of file k = k-th reference of input j, or its
+  first reference when it has fewer (the reference's padding), references beyond `ref_num` dropped;
+- `--lower` then `--tokenize` (every non-word character its own token) on references and hypotheses alike, by
+  default as the reference runs gpt2_decode.py for the dataset (WebNLG/DART: both, E2E: neither);
+- WebNLG is written three times, for the `unseen`, `seen` and `all` categories (subdirectories).
+What a dataset needs (its metric family, default normalisation, subsets) is its `Scoring` in the dataset registry
+(`lora_nlg.data.datasets`); nothing here names a dataset.
 Differences on purpose: an input with references but no hypothesis, a hypothesis for an unknown input, or a
 duplicated hypothesis is an error (the reference raises KeyError or silently keeps the last one), and a single
 newline left inside a text becomes a space, so a line-based file can never be shifted by one.
@@ -25,12 +28,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_nlg.data.readers import read_jsonl_objects, require_field
 from lora_nlg.atomic import WriteError, write_files_together
+from lora_nlg.data.datasets import SUBSET_SEEN, Scoring, dataset_names, registry
+from lora_nlg.data.readers import read_jsonl_objects, require_field
 
 END_OF_TEXT = "<|endoftext|>"
-DATASETS = ("e2e", "webnlg", "dart")
-WEBNLG_SUBSETS = ("seen", "unseen", "all")
 DEFAULT_REF_NUM = 6
 
 
@@ -39,7 +41,7 @@ class ReferenceError(ValueError):
 
 
 @dataclass(frozen=True)
-class Example:
+class DataRecord:
     """One line of data/<dataset>/<split>.jsonl (one (input, reference) pair)."""
     context: str
     completion: str
@@ -53,18 +55,18 @@ def _field(obj: dict, name: str, kind: type, where: str):
     return require_field(obj, name, kind, where, ReferenceError)
 
 
-def read_examples(path: str | Path) -> list[Example]:
+def read_examples(path: str | Path) -> list[DataRecord]:
     """Parse and validate a data jsonl; every problem names the file, line and field."""
     path = Path(path)
     if not path.is_file():
         raise ReferenceError(f"{path}: no such data file (run `make data` first, or pass --data)")
-    examples: list[Example] = []
+    examples: list[DataRecord] = []
     for n, (where, obj) in enumerate(read_jsonl_objects(path, ReferenceError), start=1):
         ids = _field(obj, "context_ids", list, where)
         if not ids or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ids):
             raise ReferenceError(f"{where}: field 'context_ids' must be a non-empty list of token ids")
         seen = _field(obj, "seen", bool, where) if "seen" in obj else None
-        examples.append(Example(_field(obj, "context", str, where), _field(obj, "completion", str, where),
+        examples.append(DataRecord(_field(obj, "context", str, where), _field(obj, "completion", str, where),
                                 tuple(ids), seen, n))
     if not examples:
         raise ReferenceError(f"{path}: no examples")
@@ -91,9 +93,9 @@ def normalise(text: str, tokenize: bool, lower: bool) -> str:
 
 
 # ------------------------------------------------------------------------------------------ grouping
-def unique_inputs(examples: list[Example], source: str = "data") -> list[Example]:
+def unique_inputs(examples: list[DataRecord], source: str = "data") -> list[DataRecord]:
     """The first example of each distinct context string, in order of first appearance."""
-    first: dict[str, Example] = {}
+    first: dict[str, DataRecord] = {}
     for e in examples:
         kept = first.setdefault(e.context, e)
         if kept.context_ids != e.context_ids:
@@ -102,17 +104,17 @@ def unique_inputs(examples: list[Example], source: str = "data") -> list[Example
     return list(first.values())
 
 
-def select_subset(examples: list[Example], subset: str) -> list[Example]:
-    if subset == "all":
+def select_subset(examples: list[DataRecord], subset: str) -> list[DataRecord]:
+    if subset not in SUBSET_SEEN:
+        raise ValueError(f"unknown subset {subset!r}; choose from {tuple(SUBSET_SEEN)}")
+    if (seen := SUBSET_SEEN[subset]) is None:
         return examples
-    if subset not in WEBNLG_SUBSETS:
-        raise ValueError(f"unknown subset {subset!r}; choose from {WEBNLG_SUBSETS}")
     if any(e.seen is None for e in examples):
         raise ReferenceError(f"subset {subset!r} needs the 'seen' field (WebNLG data)")
-    return [e for e in examples if e.seen == (subset == "seen")]
+    return [e for e in examples if e.seen == seen]
 
 
-def group_references(examples: list[Example]) -> dict[str, list[str]]:
+def group_references(examples: list[DataRecord]) -> dict[str, list[str]]:
     """context -> its references (cut as the reference does), keys in order of first appearance."""
     refs: dict[str, list[str]] = {}
     for e in examples:
@@ -160,39 +162,51 @@ def _hyp_text(refs: dict[str, list[str]], hyps: dict[str, str], tokenize: bool, 
     return "".join(normalise(cut_text(hyps[k]), tokenize, lower) + "\n" for k in refs)
 
 
-def dataset_defaults(dataset: str) -> tuple[bool, bool]:
-    """(tokenize, lower) as the reference README runs gpt2_decode.py: off for E2E, on for WebNLG/DART."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {DATASETS}")
-    return (dataset != "e2e",) * 2
+def dataset_scoring(dataset: str) -> Scoring:
+    """The registry's scoring of a dataset; ValueError naming the known ones."""
+    if dataset not in registry():
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {dataset_names()}")
+    return registry()[dataset].scoring
 
 
-def reference_files(dataset: str, examples: list[Example], hyps: dict[str, str], ref_num: int = DEFAULT_REF_NUM,
-                    tokenize: bool | None = None, lower: bool | None = None,
+def metric_files(scoring: Scoring, refs: dict[str, list[str]], hyps: dict[str, str], ref_num: int, tokenize: bool,
+                 lower: bool) -> dict[str, str]:
+    """The files of one (sub)set for the dataset's metric family."""
+    if scoring.metrics == "e2e_official":
+        return e2e_files(refs, hyps, tokenize, lower)
+    return multi_ref_files(refs, hyps, ref_num, tokenize, lower)
+
+
+def reference_files(dataset: str, examples: list[DataRecord], hyps: dict[str, str],
+                    ref_num: int = DEFAULT_REF_NUM, tokenize: bool | None = None, lower: bool | None = None,
                     source: str = "predictions") -> tuple[dict[str, str], dict[str, int]]:
     """All metric input files as {relative path: content} plus {subset: number of inputs}.
 
-    E2E: refs.txt + hyp.txt; DART: reference0.. + hyp.txt; WebNLG: the same under seen/, unseen/ and all/
+    E2E: refs.txt + hyp.txt; DART: reference0.. + hyp.txt; WebNLG: the same under unseen/, seen/ and all/
     (a subset without inputs, e.g. unseen in the dev split, is left out). Nothing is written here.
     """
-    default_tok, default_lower = dataset_defaults(dataset)
-    tokenize = default_tok if tokenize is None else tokenize
-    lower = default_lower if lower is None else lower
+    scoring = dataset_scoring(dataset)
+    tokenize = scoring.tokenize if tokenize is None else tokenize
+    lower = scoring.lower if lower is None else lower
     check_hypotheses(group_references(examples), hyps, source)
-    if dataset == "e2e":
+    if not scoring.subsets:
         refs = group_references(examples)
-        return e2e_files(refs, hyps, tokenize, lower), {"all": len(refs)}
-    if dataset == "dart":
-        refs = group_references(examples)
-        return multi_ref_files(refs, hyps, ref_num, tokenize, lower), {"all": len(refs)}
+        return metric_files(scoring, refs, hyps, ref_num, tokenize, lower), {"all": len(refs)}
     files, counts = {}, {}
-    for subset in WEBNLG_SUBSETS:
+    for subset in scoring.subsets:
         refs = group_references(select_subset(examples, subset))
         counts[subset] = len(refs)
         if refs:
             files.update({f"{subset}/{name}": text
-                          for name, text in multi_ref_files(refs, hyps, ref_num, tokenize, lower).items()})
+                          for name, text in metric_files(scoring, refs, hyps, ref_num, tokenize, lower).items()})
     return files, counts
+
+
+def normalisation_help(flag: str) -> str:
+    """"(default: on for WebNLG/DART, off for E2E)" for `--tokenize`/`--lower`, from the registry."""
+    on, off = ("/".join(d.title for d in registry().values() if getattr(d.scoring, flag) == value) or "none"
+               for value in (True, False))
+    return f"(default: on for {on}, off for {off})"
 
 
 def write_files(out_dir: str | Path, files: dict[str, str]) -> None:
@@ -234,17 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="data/<dataset>/<split>.jsonl (the references)")
     p.add_argument("--predictions", required=True, help="predictions.jsonl from python -m lora_nlg.decode")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--dataset", choices=DATASETS, help="default: the data file's parent directory name")
-    p.add_argument("--ref-num", type=int, default=DEFAULT_REF_NUM, help="WebNLG/DART reference files (default 6)")
+    p.add_argument("--dataset", choices=dataset_names(), help="default: the data file's parent directory name")
+    p.add_argument("--ref-num", type=int, default=DEFAULT_REF_NUM,
+                   help=f"reference0..N-1 files of the multi-reference datasets (default {DEFAULT_REF_NUM})")
     p.add_argument("--tokenize", action=argparse.BooleanOptionalAction, default=None,
-                   help="split around non-word characters (default: on for WebNLG/DART, off for E2E)")
+                   help=f"split around non-word characters {normalisation_help('tokenize')}")
     p.add_argument("--lower", action=argparse.BooleanOptionalAction, default=None,
-                   help="lower-case (default: on for WebNLG/DART, off for E2E)")
+                   help=f"lower-case {normalisation_help('lower')}")
     args = p.parse_args(argv)
     dataset = args.dataset or Path(args.data).resolve().parent.name
     try:
-        if dataset not in DATASETS:
-            raise ReferenceError(f"cannot tell the dataset from {args.data}; pass --dataset {'|'.join(DATASETS)}")
+        if dataset not in dataset_names():
+            raise ReferenceError(f"cannot tell the dataset from {args.data}; pass --dataset "
+                                 f"{'|'.join(dataset_names())}")
         examples = read_examples(args.data)
         files, counts = reference_files(dataset, examples, read_hypotheses(args.predictions), args.ref_num,
                                         args.tokenize, args.lower, source=args.predictions)

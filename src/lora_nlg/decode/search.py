@@ -21,41 +21,14 @@ inputs one at a time.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from tqdm import tqdm
 
+from lora_nlg.decode.beam_settings import BATCH_SIZE, DEFAULT, BeamSettings
 from lora_nlg.model.kv_cache import BeamKVCache
-from lora_nlg.tokenizer import DOUBLE_NEWLINE_ID, EOT_ID
-
-
-@dataclass(frozen=True)
-class BeamSettings:
-    beam: int = 10                       # K beams per input (1 = greedy)
-    length_penalty: float = 0.8          # finished score = sum logp / generated_len ** length_penalty
-    no_repeat_ngram_size: int = 4        # ban n-grams already generated (0 = off)
-    repetition_penalty: float = 1.0      # CTRL penalty on tokens already generated (1.0 = off)
-    min_length: int = 0                  # end tokens banned while fewer tokens have been generated
-    max_new_tokens: int = 64             # the reference's eval_len
-    eos_ids: tuple[int, ...] = (EOT_ID, DOUBLE_NEWLINE_ID)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "eos_ids", tuple(int(t) for t in self.eos_ids))
-        # length_penalty < 0 is a real setting (it favours shorter hypotheses; the early stop is exact for it);
-        # NaN/inf would rank every finished hypothesis NaN or 0 and write scores that are not numbers.
-        checks = [(self.beam >= 1, "beam must be >= 1"), (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
-                  (self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size must be >= 0"),
-                  (math.isfinite(self.length_penalty), f"length_penalty must be a finite number, got "
-                                                       f"{self.length_penalty}"),
-                  (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
-                   f"repetition_penalty must be a finite number > 0, got {self.repetition_penalty}"),
-                  (self.min_length >= 0, "min_length must be >= 0")]
-        for ok, why in checks:
-            if not ok:
-                raise ValueError(f"beam search: {why}")
 
 
 @dataclass
@@ -66,21 +39,25 @@ class Hypothesis:
 
 
 # ------------------------------------------------------------------------------------------ public API
-def beam_search(model, prompts: Sequence[Sequence[int]], beam: int = 10, length_penalty: float = 0.8,
-                no_repeat_ngram_size: int = 4, repetition_penalty: float = 1.0, min_length: int = 0,
-                max_new_tokens: int = 64, eos_ids: Sequence[int] = (EOT_ID, DOUBLE_NEWLINE_ID),
-                batch_size: int = 16) -> list[list[int]]:
-    """Best hypothesis per prompt (generated ids, cut before the end token), in prompt order.
+def beam_search(model, prompts: Sequence[Sequence[int]], beam: int = DEFAULT.beam,
+                length_penalty: float = DEFAULT.length_penalty,
+                no_repeat_ngram_size: int = DEFAULT.no_repeat_ngram_size,
+                repetition_penalty: float = DEFAULT.repetition_penalty, min_length: int = DEFAULT.min_length,
+                max_new_tokens: int = DEFAULT.max_new_tokens, eos_ids: Sequence[int] = DEFAULT.eos_ids,
+                batch_size: int = BATCH_SIZE) -> list[list[int]]:
+    """Best hypothesis per prompt (generated ids, cut before the end token), in prompt order; the settings, their
+    defaults and checks are `BeamSettings`'.
 
     prompts: token-id lists (context_ids as in data/<dataset>/<split>.jsonl, ending in 50256).
     """
-    settings = BeamSettings(beam, length_penalty, no_repeat_ngram_size, repetition_penalty, min_length,
-                            max_new_tokens, tuple(eos_ids))
+    settings = BeamSettings(beam=beam, length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+                            repetition_penalty=repetition_penalty, min_length=min_length,
+                            max_new_tokens=max_new_tokens, eos_ids=tuple(eos_ids))
     return [h.ids for h in generate(model, prompts, settings, batch_size=batch_size)]
 
 
-def generate(model, prompts: Sequence[Sequence[int]], settings: BeamSettings = BeamSettings(), *,
-             batch_size: int = 16, max_batch_tokens: int = 0, early_stop: bool = True,
+def generate(model, prompts: Sequence[Sequence[int]], settings: BeamSettings = DEFAULT, *,
+             batch_size: int = BATCH_SIZE, max_batch_tokens: int = 0, early_stop: bool = True,
              progress: bool = False, stats: dict | None = None) -> list[Hypothesis]:
     """Beam search over all prompts; batches of up to `batch_size` inputs (and, if > 0, of at most
     `max_batch_tokens` cache slots = inputs x (longest prompt + beam x max_new_tokens)). Prompt order kept.

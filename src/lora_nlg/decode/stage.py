@@ -18,6 +18,7 @@ import torch
 from lora_nlg import precision
 from lora_nlg.atomic import WriteError, atomic_dir, atomic_file, check_writable, json_text
 from lora_nlg.config import ConfigError, load_config
+from lora_nlg.data.datasets import SUBSET_SEEN, dataset_names, get_dataset
 from lora_nlg.decode import reference_files as refs_mod
 from lora_nlg.decode.reference_files import ReferenceError
 from lora_nlg.decode.search import BeamSettings, generate
@@ -85,7 +86,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--base", help="base checkpoint for --peft (default: the run's base or the adapter's "
                                   "base_model_name_or_path)")
     p.add_argument("--config", help="config YAML for --merged/--peft without --run (default: built-in defaults)")
-    p.add_argument("--dataset", choices=("e2e", "webnlg", "dart"), help="default: data.dataset of the config")
+    p.add_argument("--dataset", choices=dataset_names(), help="default: data.dataset of the config")
     p.add_argument("--data", help="data jsonl (default: <data.dir or data/<dataset>>/<split>.jsonl)")
     p.add_argument("--out", help="output dir (default: checkpoints/<RUN>/decode/<split>/)")
     p.add_argument("--runs-dir", default="checkpoints", help="where run directories live (default checkpoints)")
@@ -97,9 +98,9 @@ def parse_args(argv: list[str] | None):
                    help="also cap a batch at this many cache slots (inputs x (prompt + beam x max_new_tokens))")
     p.add_argument("--no-early-stop", action="store_true", help="always run max_new_tokens steps (same output)")
     p.add_argument("--tokenize", action=argparse.BooleanOptionalAction, default=None,
-                   help="reference/hypothesis tokenisation (default: on for WebNLG/DART, off for E2E)")
+                   help=f"reference/hypothesis tokenisation {refs_mod.normalisation_help('tokenize')}")
     p.add_argument("--lower", action=argparse.BooleanOptionalAction, default=None,
-                   help="lower-case references/hypotheses (default: on for WebNLG/DART, off for E2E)")
+                   help=f"lower-case references/hypotheses {refs_mod.normalisation_help('lower')}")
     args = p.parse_args(argv)
     if sum(bool(x) for x in (args.merged, args.peft)) > 1:
         p.error("--merged and --peft are exclusive")
@@ -124,20 +125,22 @@ def run(args) -> dict:
         cfg = resolve_config(args)
         data_path = Path(args.data) if args.data else cfg.data.split_path(args.split)
         dataset = args.dataset or (cfg.data.dataset if args.run or args.config else data_path.resolve().parent.name)
-        if dataset not in refs_mod.DATASETS:
-            raise DecodeError(f"cannot tell the dataset of {data_path}; pass --dataset e2e|webnlg|dart")
+        if dataset not in dataset_names():
+            raise DecodeError(f"cannot tell the dataset of {data_path}; pass --dataset {'|'.join(dataset_names())}")
         out_dir = Path(args.out) if args.out else Path(args.runs_dir) / args.run / "decode" / args.split
         if env.rank == 0:
             check_writable(out_dir, "dir")  # now, not after the whole beam search
-        settings = beam_settings(cfg.decode)
+        settings = cfg.decode.beam_settings()  # checked when the config was loaded
         examples = refs_mod.read_examples(data_path)
         inputs = refs_mod.unique_inputs(examples, str(data_path))
         if args.max_inputs:
             inputs = inputs[:args.max_inputs]
             kept = {e.context for e in inputs}
             examples = [e for e in examples if e.context in kept]
-        if dataset == "webnlg" and examples[0].seen is None:
-            raise DecodeError(f"{data_path}: WebNLG data needs the 'seen' field for the seen/unseen/all subsets")
+        subsets = get_dataset(dataset).scoring.subsets
+        if any(SUBSET_SEEN[s] is not None for s in subsets) and examples[0].seen is None:
+            raise DecodeError(f"{data_path}: {get_dataset(dataset).title} data needs the 'seen' field for the "
+                              f"{'/'.join(subsets)} subsets")
         # dry run of the file writers: data they cannot represent fails now, not after a long decode
         refs_mod.reference_files(dataset, examples, {e.context: "" for e in inputs}, cfg.decode.ref_num,
                                  args.tokenize, args.lower, source=str(data_path))
@@ -153,9 +156,6 @@ def run(args) -> dict:
                 print(f"note: {truncated} of {len(inputs)} inputs are longer than the {model.config.n_positions} "
                       f"positions less decode.max_new_tokens={settings.max_new_tokens}; their first tokens are "
                       f"dropped (the reference's left truncation)", file=sys.stderr)
-            if settings.length_penalty < 0:
-                print(f"note: decode.length_penalty={settings.length_penalty} < 0 favours shorter hypotheses",
-                      file=sys.stderr)
             print(f"decode: {what}\n  {len(inputs)} unique inputs of {data_path} ({len(examples)} references), "
                   f"{env.world_size} process(es), {dtype}"
                   f"{' (auto)' if args.dtype == 'auto' else ''}, {env.device}\n  {settings}", file=sys.stderr)
@@ -185,15 +185,6 @@ def run(args) -> dict:
         return summary
     finally:
         env.close()
-
-
-def beam_settings(d) -> BeamSettings:
-    """The search settings of `decode.*`; a value the search cannot use is refused before anything runs."""
-    try:
-        return BeamSettings(d.beam, d.length_penalty, d.no_repeat_ngram_size, d.repetition_penalty,
-                            d.min_length, d.max_new_tokens, tuple(d.eos_ids))
-    except ValueError as e:
-        raise DecodeError(str(e).replace("beam search: ", "decode.")) from None
 
 
 def check_fits_model(settings: BeamSettings, config, prompt_lengths: list[int], what: str) -> int:

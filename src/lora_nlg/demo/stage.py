@@ -85,11 +85,6 @@ def prepare(demo_dir: Path, raw_dir: Path | None) -> dict:
     return description
 
 
-def read_metrics(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def read_scores(eval_json: Path) -> dict:
     """The single subset's full-precision scores from an `eval/run_eval.py` report."""
     report = json.loads(eval_json.read_text())
@@ -97,6 +92,8 @@ def read_scores(eval_json: Path) -> dict:
 
 
 def summarise(demo_dir: Path, run_dir: Path) -> dict:
+    from lora_nlg.train.report import read_metrics  # here, so `demo prepare` does not import torch
+
     val = [m for m in read_metrics(run_dir / "metrics.jsonl") if m.get("val_loss") is not None]
     return {
         "data": json.loads((demo_dir / "data_source.json").read_text()),

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from lora_nlg.download import DownloadError, download
-from lora_nlg.model.network import PRESETS
+from lora_nlg.model.architecture import PRESETS
 
 HUB_ENDPOINT = os.environ.get("LORA_NLG_HUB_ENDPOINT", "https://huggingface.co")
 HUB_REPOS = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}

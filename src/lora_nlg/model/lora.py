@@ -4,51 +4,19 @@ The fused attention projection `c_attn` maps d -> 3d = [q | k | v]. The paper ad
 each enabled slice gets its own low-rank pair (A: [r, d], B: [d, r]) and adds `scale * (x A^T) B^T` to its
 block of the output. The product is never materialised during training: two thin matmuls cost
 O(T·r·(d_in + d_out)) instead of a dense d_in x d_out delta.
+
+The settings, `LoRAConfig`, live in the torch-free `lora_config` (the config loader builds them); importing them
+from here keeps working.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ATTN_SLICES = ("q", "k", "v")
-MODULE_TARGETS = ("c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
-INITS = ("kaiming", "gaussian")
-
-
-@dataclass(frozen=True)
-class LoRAConfig:
-    r: int = 4                              # rank of every adapter
-    alpha: float = 128.0                    # scale = alpha / r (the product default; paper recipes use 32)
-    dropout: float = 0.0                    # dropout on the LoRA input only (one mask shared by all slices)
-    targets: tuple[str, ...] = ("q", "v")   # c_attn slices q/k/v, whole "c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"
-    use_rslora: bool = False                # rank-stabilised scale alpha / sqrt(r)
-    init: str = "kaiming"                   # "kaiming": A ~ U(±1/sqrt(d_in)), B = 0; "gaussian": both N(0, 0.02) (paper-era code)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "targets", tuple(self.targets))
-        if self.r < 1:
-            raise ValueError(f"lora.r must be >= 1, got {self.r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-        if self.init not in INITS:
-            raise ValueError(f"lora.init must be one of {INITS}, got {self.init!r}")
-        unknown = [t for t in self.targets if t not in ATTN_SLICES + MODULE_TARGETS]
-        if unknown or not self.targets:
-            raise ValueError(f"lora.targets {list(self.targets)}: each must be one of {list(ATTN_SLICES + MODULE_TARGETS)}")
-        if "c_attn" in self.targets and any(t in ATTN_SLICES for t in self.targets):
-            raise ValueError("lora.targets: 'c_attn' (the whole fused projection) excludes the q/k/v slices")
-
-    @property
-    def scale(self) -> float:
-        return self.alpha / (math.sqrt(self.r) if self.use_rslora else self.r)
-
-    def to_dict(self) -> dict:
-        return {"r": self.r, "alpha": self.alpha, "dropout": self.dropout, "targets": list(self.targets),
-                "use_rslora": self.use_rslora, "init": self.init}
+from lora_nlg.model.lora_config import ATTN_SLICES, MODULE_TARGETS, LoRAConfig
 
 
 class Conv1D(nn.Module):

@@ -1,6 +1,6 @@
-"""GPT-2 (pre-LayerNorm, tanh-GELU, learned positions, LM head tied to the token embedding) with LoRA: the
-config and presets, the blocks and `GPT2Network`, which knows nothing of files (`weights` reads and writes
-them, `gpt2.GPT2` is the public class with both).
+"""GPT-2 (pre-LayerNorm, tanh-GELU, learned positions, LM head tied to the token embedding) with LoRA: the blocks
+and `GPT2Network`, which knows nothing of files (`weights` reads and writes them, `gpt2.GPT2` is the public class
+with both). Its sizes (`GPT2Config`, `PRESETS`) are the torch-free `architecture`.
 
 Parameter names follow Hugging Face's GPT2LMHeadModel (`transformer.h.0.attn.c_attn.weight`, Conv1D
 weights stored [in, out]), so checkpoints load without renaming or transposing.
@@ -9,69 +9,16 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lora_nlg.model.architecture import PRESETS, GPT2Config  # noqa: F401 (PRESETS: re-exported)
 from lora_nlg.model.kv_cache import KVCache
 from lora_nlg.model.lm_loss import fused_head_loss_sum
 from lora_nlg.model.lora import Conv1D, LoRAConfig, LoRAConv1D, lora_slices_for, make_lora_conv, module_targets
-
-
-@dataclass(frozen=True)
-class GPT2Config:
-    vocab_size: int = 50257
-    n_positions: int = 1024
-    n_embd: int = 768
-    n_layer: int = 12
-    n_head: int = 12
-    layer_norm_epsilon: float = 1e-5
-    dropout: float = 0.0  # embedding/attention/residual dropout; the reference has none (LoRA dropout is separate)
-
-    @classmethod
-    def preset(cls, name: str) -> "GPT2Config":
-        if name not in PRESETS:
-            raise ValueError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
-        return PRESETS[name]
-
-    def to_hf_dict(self) -> dict:
-        """config.json as transformers writes it for GPT2LMHeadModel."""
-        return {
-            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": self.vocab_size,
-            "n_positions": self.n_positions, "n_ctx": self.n_positions, "n_embd": self.n_embd,
-            "n_layer": self.n_layer, "n_head": self.n_head, "n_inner": None, "activation_function": "gelu_new",
-            "layer_norm_epsilon": self.layer_norm_epsilon, "resid_pdrop": self.dropout, "embd_pdrop": self.dropout,
-            "attn_pdrop": self.dropout, "bos_token_id": 50256, "eos_token_id": 50256, "tie_word_embeddings": True,
-            "initializer_range": 0.02, "scale_attn_weights": True, "use_cache": True,
-        }
-
-    @classmethod
-    def from_hf_dict(cls, d: dict, source: str = "config.json") -> "GPT2Config":
-        if d.get("model_type", "gpt2") != "gpt2":
-            raise ValueError(f"{source}: model_type {d.get('model_type')!r} is not gpt2")
-        if d.get("n_inner") not in (None, 4 * d.get("n_embd", 0)):
-            raise ValueError(f"{source}: n_inner={d['n_inner']} is not supported (GPT-2 uses 4*n_embd)")
-        if d.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
-            raise ValueError(f"{source}: activation_function {d['activation_function']!r} is not GPT-2's tanh GELU")
-        try:
-            return cls(vocab_size=int(d["vocab_size"]), n_positions=int(d.get("n_positions", d.get("n_ctx", 1024))),
-                       n_embd=int(d["n_embd"]), n_layer=int(d["n_layer"]), n_head=int(d["n_head"]),
-                       layer_norm_epsilon=float(d.get("layer_norm_epsilon", 1e-5)))
-        except KeyError as e:
-            raise ValueError(f"{source}: missing field {e.args[0]!r}") from None
-
-
-PRESETS = {
-    "gpt2": GPT2Config(n_embd=768, n_layer=12, n_head=12),          # 124M
-    "gpt2-medium": GPT2Config(n_embd=1024, n_layer=24, n_head=16),  # 355M
-    "gpt2-large": GPT2Config(n_embd=1280, n_layer=36, n_head=20),   # 774M
-    "gpt2-xl": GPT2Config(n_embd=1600, n_layer=48, n_head=25),      # 1.5B
-    "small": GPT2Config(n_embd=128, n_layer=4, n_head=4),           # tests and the CPU demo
-    "tiny": GPT2Config(n_embd=64, n_layer=2, n_head=2),             # unit tests
-}
 
 
 class CausalSelfAttention(nn.Module):
@@ -207,6 +154,7 @@ class GPT2Network(nn.Module):
         """Attach adapters to every block and freeze everything else."""
         if self.lora_config is not None:
             raise RuntimeError("this model already has LoRA adapters")
+        cfg.check_width(self.config.n_embd)
         for block in self.transformer.h:
             for path, slice_names in module_targets(cfg).items():
                 parent_name, attr = path.split(".")

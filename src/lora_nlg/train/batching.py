@@ -20,7 +20,8 @@ PAD_ID = 0  # the reference pads with 0 ("!"); pads are never attended by real t
 
 
 @dataclass(frozen=True)
-class Example:
+class TrainingSequence:
+    """One training example as the model sees it: its tokens and where its completion starts."""
     tokens: tuple[int, ...]  # full[:L]
     n_context: int           # c = len(context_ids), its last token is the 50256 separator
 
@@ -49,7 +50,7 @@ def _token_list(row: dict, name: str, where: str) -> list[int]:
 class Split:
     """The examples of one data file and what `max_seq_len` cut away from them."""
     path: Path
-    examples: list[Example]
+    examples: list[TrainingSequence]
     n_truncated: int = 0       # examples that lost completion tokens (at least their final 50256)
     n_without_loss: int = 0    # ... of them: lost every completion token, so they give no loss at all
     tokens_dropped: int = 0    # completion tokens cut away
@@ -81,7 +82,7 @@ def read_split(path: str | Path, max_seq_len: int, limit: int = 0) -> Split:
     split = Split(path, [])
     for where, row in read_jsonl_objects(path):
         context, completion = _token_list(row, "context_ids", where), _token_list(row, "completion_ids", where)
-        example = Example(tuple((context + completion)[:max_seq_len]), len(context))
+        example = TrainingSequence(tuple((context + completion)[:max_seq_len]), len(context))
         dropped = len(completion) - example.n_loss
         if dropped:
             split.n_truncated += 1
@@ -97,7 +98,7 @@ def read_split(path: str | Path, max_seq_len: int, limit: int = 0) -> Split:
     return split
 
 
-def load_examples(path: str | Path, max_seq_len: int, limit: int = 0) -> list[Example]:
+def load_examples(path: str | Path, max_seq_len: int, limit: int = 0) -> list[TrainingSequence]:
     return read_split(path, max_seq_len, limit).examples
 
 
@@ -126,12 +127,12 @@ def rank_share(unit: list[int], rank: int, world_size: int) -> list[int]:
     return unit[rank::world_size]
 
 
-def split_by_tokens(examples: list[Example], max_tokens: int) -> list[list[Example]]:
+def split_by_tokens(examples: list[TrainingSequence], max_tokens: int) -> list[list[TrainingSequence]]:
     """Chunks whose padded size (rows x longest row) stays <= max_tokens (at least one example each)."""
     if max_tokens <= 0:
         return [examples]
-    chunks: list[list[Example]] = []
-    current: list[Example] = []
+    chunks: list[list[TrainingSequence]] = []
+    current: list[TrainingSequence] = []
     longest = 0
     for ex in sorted(examples, key=lambda e: e.n_input):
         longest_if_added = max(longest, ex.n_input)
@@ -158,7 +159,7 @@ class Batch:
                      self.loss_index.to(device, non_blocking=True))
 
 
-def collate(examples: list[Example], pad_to: int = 0) -> Batch:
+def collate(examples: list[TrainingSequence], pad_to: int = 0) -> Batch:
     """Right-padded batch; `pad_to` > 0 pads to that fixed length instead (the reference regime, benchmarks)."""
     width = max(pad_to, max(e.n_input for e in examples))
     input_ids = torch.full((len(examples), width), PAD_ID, dtype=torch.long)
@@ -175,7 +176,7 @@ def collate(examples: list[Example], pad_to: int = 0) -> Batch:
                  sum(len(e.tokens) for e in examples), len(targets), torch.tensor(positions, dtype=torch.long))
 
 
-def validation_batches(examples: list[Example], rank: int, world_size: int, batch_size: int) -> list[Batch]:
+def validation_batches(examples: list[TrainingSequence], rank: int, world_size: int, batch_size: int) -> list[Batch]:
     """This rank's disjoint share of the validation set, longest first (no shuffling needed)."""
     mine = sorted(examples[rank::world_size], key=lambda e: -e.n_input)
     return [collate(mine[i:i + batch_size]) for i in range(0, len(mine), batch_size)]

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from lora_nlg import precision
-from lora_nlg.train.batching import DataError, Example, Split, read_split, validation_batches
+from lora_nlg.train.batching import DataError, TrainingSequence, Split, read_split, validation_batches
 from lora_nlg.config import ConfigError, RunConfig, diff
 from lora_nlg.model import weights
 from lora_nlg.train.objective import apply_precision
@@ -204,7 +204,7 @@ def check_positions(cfg: RunConfig, n_positions: int, data: TrainData) -> None:
 def build_training_model(cfg: RunConfig, env) -> TrainModel:
     """The model of the run on this rank's device in train mode, wrapped for DDP (several processes) and
     torch.compile (train.compile) as configured."""
-    model = build_run_model(cfg, cfg.lora.to_lora_config()).to(env.device).train()
+    model = build_run_model(cfg, cfg.lora).to(env.device).train()
     apply_precision(model, cfg.train.precision)
     base_path = base_model_name(cfg)
     params = [p for p in model.parameters() if p.requires_grad]

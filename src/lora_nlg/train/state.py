@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from lora_nlg.run_dir import ADAPTER_FILE, load_training_state, prune_steps, write_checkpoint_dir
-from lora_nlg.train.batching import Batch, Example, collate, epoch_plan, rank_share, split_by_tokens
+from lora_nlg.train.batching import Batch, TrainingSequence, collate, epoch_plan, rank_share, split_by_tokens
 from lora_nlg.train.optim import Optimization
 
 
@@ -39,8 +39,8 @@ class Progress:
 @dataclass
 class TrainData:
     """The training examples of this run and the validation batches of this rank, with the epoch plan."""
-    train_set: list[Example]
-    valid_set: list[Example]
+    train_set: list[TrainingSequence]
+    valid_set: list[TrainingSequence]
     valid_batches: list[Batch]
     unit_size: int               # examples per global batch (batch_size x world_size)
     rank: int

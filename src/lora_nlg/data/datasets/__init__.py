@@ -1,9 +1,11 @@
 """The datasets the data stage knows, one module each, found by looking into this package.
 
 Every module here whose name does not start with "_" defines one dataset as `DATASET = Dataset(...)`: where its
-raw files live, the source formats it can be read from and the reader of each. The stage (`lora_nlg.data.stage`) and
-the manifest (`lora_nlg.data.raw_files`) only go through this registry, so adding a dataset means adding one module;
-helpers shared by several datasets live in "_"-modules (`_triples`).
+raw files live, the source formats it can be read from and the reader of each, and how its outputs are scored
+(`Scoring`: the metric files, their default normalisation, the subsets). The data stage (`lora_nlg.data.stage`), the
+manifest (`lora_nlg.data.raw_files`), the reference writer and decode stage (`lora_nlg.decode`) and `eval/` only go
+through this registry, so adding a dataset means adding one module; helpers shared by several datasets live in
+"_"-modules (`_triples`). Importing it does not import torch (eval/ reads it).
 """
 from __future__ import annotations
 
@@ -40,13 +42,41 @@ class Source:
     output: str | None = None     # output directory when this source is a different dataset (not the name)
 
 
+# The metric families eval/ has, each with the files it scores (written by lora_nlg.decode.reference_files):
+#   e2e_official  tuetschek/e2e-metrics measure_scores.py: `refs.txt` (each input's references one per line, a
+#                 blank line after each) and `hyp.txt`;
+#   geneval       WebNLG GenerationEval eval.py: `reference0..reference{ref_num-1}` (line j of file k = k-th
+#                 reference of input j) and `hyp.txt`.
+METRIC_FAMILIES = ("e2e_official", "geneval")
+# The subsets a dataset can be scored on, by the `seen` flag of its examples (None: every example).
+SUBSET_SEEN = {"unseen": False, "seen": True, "all": None}
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a dataset's outputs are scored: what the decode stage writes and eval/ reads for it."""
+    metrics: str                  # one of METRIC_FAMILIES; fixes the metric files and the scorer
+    tokenize: bool                # default --tokenize / --lower of references and hypotheses (how the reference
+    lower: bool                   #   runs gpt2_decode.py for this dataset)
+    subsets: tuple[str, ...] = ()  # from SUBSET_SEEN, each written to and scored in its own subdirectory, in this
+                                   # order (reports list them so); () = one set, in the output directory itself
+
+    def __post_init__(self) -> None:
+        if self.metrics not in METRIC_FAMILIES:
+            raise ValueError(f"metrics {self.metrics!r} must be one of {METRIC_FAMILIES}")
+        if any(s not in SUBSET_SEEN for s in self.subsets) or len(set(self.subsets)) != len(self.subsets):
+            raise ValueError(f"subsets {self.subsets} must be distinct names among {tuple(SUBSET_SEEN)}")
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
+    title: str                    # how people write it in messages and help ("WebNLG")
     order: int                    # position in `--dataset all`, listings and messages
     raw_dirs: tuple[str, ...]     # its directory inside a raw root, by any of these names; downloads use the first
     sources: Mapping[str, Source]  # in the order help and errors list them
     auto: tuple[str, ...]         # the sources `--source auto` tries per split, in order
+    scoring: Scoring
 
     def __post_init__(self) -> None:  # a mistake in a new dataset module shows on import, not mid-run
         if not self.auto or any(s not in self.sources for s in self.auto):

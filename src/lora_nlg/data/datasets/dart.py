@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lora_nlg.data.datasets import Dataset, Source, first_file
+from lora_nlg.data.datasets import Dataset, Scoring, Source, first_file
 from lora_nlg.data.datasets._triples import lex_text, reference_text, triple_context, xml_triples
 from lora_nlg.data.readers import DataError, Example, read_json, read_xml, require_field
 
@@ -56,7 +56,9 @@ def _files(extension: str) -> dict[str, str]:
             for split, name in (("train", "train"), ("valid", "dev"), ("test", "test"))}
 
 
+# Scored like the reference: GenerationEval on lower-cased, tokenised text.
 DATASET = Dataset(
-    name="dart", order=3, raw_dirs=("dart",), auto=("json", "xml"),
+    name="dart", title="DART", order=3, raw_dirs=("dart",), auto=("json", "xml"),
+    scoring=Scoring(metrics="geneval", tokenize=True, lower=True),
     sources={"json": Source(_files("json"), first_file(read_dart_json)),
              "xml": Source(_files("xml"), first_file(read_dart_xml))})

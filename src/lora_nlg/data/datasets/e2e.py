@@ -11,7 +11,7 @@ import io
 import re
 from pathlib import Path
 
-from lora_nlg.data.datasets import Dataset, Source, first_file
+from lora_nlg.data.datasets import Dataset, Scoring, Source, first_file
 from lora_nlg.data.readers import DataError, Example, read_utf8
 
 # E2E CSV attribute -> name used in LoRA's `name : X | Type : Y` serialisation (checked on devset.csv/valid.txt).
@@ -102,8 +102,11 @@ def read_e2e_csv(path: Path) -> list[Example]:
     return examples
 
 
+# Scored by the official E2E script on references as they are (the reference runs gpt2_decode.py without
+# --tokenize/--lower for E2E).
 DATASET = Dataset(
-    name="e2e", order=1, raw_dirs=("e2e",), auto=("lora",),
+    name="e2e", title="E2E", order=1, raw_dirs=("e2e",), auto=("lora",),
+    scoring=Scoring(metrics="e2e_official", tokenize=False, lower=False),
     sources={
         "lora": Source({"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}, first_file(read_e2e_txt)),
         "original": Source({"train": "trainset.csv", "valid": "devset.csv", "test": "testset_w_refs.csv"},

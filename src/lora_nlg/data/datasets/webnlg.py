@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from lora_nlg.data.datasets import Dataset, Source, first_file, single_file
+from lora_nlg.data.datasets import Dataset, Scoring, Source, first_file, single_file
 from lora_nlg.data.datasets._triples import lex_text, reference_text, triple_context, xml_triples
 from lora_nlg.data.readers import DataError, Example, read_json, read_xml, require_field
 
@@ -82,9 +82,11 @@ def read_webnlg_json(path: Path) -> list[Example]:
     return examples
 
 
-# The raw directory may also carry the name LoRA's repository and ../shared give it.
+# The raw directory may also carry the name LoRA's repository and ../shared give it. Scored like the reference
+# (GenerationEval on lower-cased, tokenised text) per category subset, in the paper's column order (U, S, A).
 DATASET = Dataset(
-    name="webnlg", order=2, raw_dirs=("webnlg", "webnlg_challenge_2017"), auto=("xml", "json"),
+    name="webnlg", title="WebNLG", order=2, raw_dirs=("webnlg", "webnlg_challenge_2017"), auto=("xml", "json"),
+    scoring=Scoring(metrics="geneval", tokenize=True, lower=True, subsets=("unseen", "seen", "all")),
     sources={
         "xml": Source({"train": "xml/train", "valid": "xml/dev", "test": "xml/test/testdata_with_lex.xml"},
                       read_webnlg_xml, find=find_xml),
