@@ -30,7 +30,7 @@ RESUME   ?= 0
 ARGS     ?=
 PYTEST_ARGS ?=
 
-.PHONY: pretrained help setup test test-fast data train decode eval demo bench bench-gpu bench-train bench-decode e2e webnlg dart clean-venv
+.PHONY: pretrained help setup test test-fast data train decode generate eval demo bench bench-gpu bench-train bench-decode e2e webnlg dart clean-venv
 
 help: ## list targets
 	@grep -E '^[a-zA-Z0-9_ -]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -96,6 +96,12 @@ bench-train: setup ## training throughput vs the reference's pad-to-512 regime (
 decode: setup ## beam search -> checkpoints/$(RUN)/decode/$(SPLIT)/ (RUN, SPLIT, NPROC, ARGS="decode.beam=5 --checkpoint best")
 	$(LAUNCH) lora_nlg.decode --run-name $(RUN) --split $(SPLIT) $(ARGS)
 
+# One generated text per input line on stdout (errors on stderr name the line; exit 1 if any line failed).
+INPUT ?= -
+
+generate: setup ## text for new inputs, one per line (RUN, INPUT=file, - or unset = stdin; ARGS="--jsonl decode.beam=5")
+	@$(PY) -m lora_nlg.generate --run $(RUN) --input $(or $(INPUT),-) $(ARGS)
+
 bench-decode: setup ## beam-search speed vs the reference regime (ARGS="--batch 1,16 --dtype bf16 --reference")
 	$(PY) scripts/bench_decode.py --model $(if $(filter-out file,$(origin MODEL)),$(MODEL),gpt2) \
 		$(or $(ARGS),--beam 10 --batch 16 --inputs 32 --max-new-tokens 64 --reference)
@@ -131,7 +137,8 @@ $(DEMO_DATA): | $(STAMP)
 
 $(DEMO_BASE): $(DEMO_DATA)
 	@echo "== demo 2/6: pretraining a small GPT-2 on the training texts (the demo's stand-in for GPT-2 M)"
-	$(PY) -m lora_nlg.pretrain $(DEMO_DIR)/data/e2e/train.jsonl $(DEMO_DIR)/base --preset small --steps $(DEMO_STEPS)
+	$(PY) -m lora_nlg.pretrain $(DEMO_DIR)/data/e2e/train.jsonl $(DEMO_DIR)/base --preset small --steps $(DEMO_STEPS) \
+		--group-references
 
 $(DEMO_ADAPTER): $(DEMO_BASE)
 	@echo "== demo 3/6: LoRA fine-tuning (the real training stage, configs/demo.yaml)"

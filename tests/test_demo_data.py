@@ -62,3 +62,43 @@ def test_demo_split_holds_out_whole_inputs(tmp_path):
     valid_ctx = {r["context"] for r in load("valid.jsonl")}
     assert valid_ctx == {"mr2", "mr7"} and not train_ctx & valid_ctx  # spread over the file, never shared
     assert [r["id"] for r in load("valid.jsonl")] == list(range(6))
+
+
+def test_summary_shows_three_examples_side_by_side_and_the_generate_command(tmp_path):
+    from lora_nlg.demo.stage import format_table, pick_examples
+
+    def write(path, texts):
+        path.write_text("".join(json.dumps({"context": f"name : R{i} | Type : pub", "hypothesis": t,
+                                            "references": [f"R{i} is a pub .", "other"]}) + "\n"
+                                for i, t in enumerate(texts)), encoding="utf-8")
+
+    lora, base = tmp_path / "lora.jsonl", tmp_path / "base.jsonl"
+    write(lora, [f"lora {i}" for i in range(12)])
+    write(base, [f"base {i}" for i in range(12)])
+    examples = pick_examples(lora, base)
+    assert [e["input"] for e in examples] == ["name : R2 | Type : pub", "name : R6 | Type : pub",
+                                              "name : R10 | Type : pub"]
+    assert [(e["base"], e["lora"], e["reference"]) for e in examples][0] == ("base 2", "lora 2", "R2 is a pub .")
+    scores = {"BLEU": 0.5, "NIST": 5.0}
+    summary = {"data": {"kind": "real", "dataset": "E2E", "train": "t", "valid": "v", "test": "x"},
+               "base_model": {"preset": "small", "steps": 1}, "base_scores": scores, "lora_scores": scores,
+               "first_val_loss": 2.0, "last_val_loss": 1.0, "val_loss_curve": [(0, 2.0), (9, 1.0)],
+               "run_dir": "checkpoints/demo", "train_curves": "c.png", "predictions": str(lora),
+               "base_predictions": str(base), "examples": examples,
+               "try": 'echo "name[The Eagle]" | make generate RUN=demo'}
+    text = format_table(summary)
+    assert text.index("BLEU") < text.index("[1] name : R2 | Type : pub") < text.index("[3] name : R10")
+    assert "    base model: base 6\n    + LoRA:     lora 6\n    reference:  R6 is a pub ." in text
+    assert text.rstrip().endswith('echo "name[The Eagle]" | make generate RUN=demo')
+
+
+def test_pretraining_documents_can_group_the_references_of_an_input(tmp_path):
+    from lora_nlg.demo.base_model import read_documents
+
+    rows = [{"context_ids": [1, 50256], "completion_ids": [5, 50256]},
+            {"context_ids": [1, 50256], "completion_ids": [6, 50256]},
+            {"context_ids": [2, 50256], "completion_ids": [7, 50256]}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_documents(path) == [[1, 50256], [5, 50256], [6, 50256], [2, 50256], [7, 50256]]
+    assert read_documents(path, group_references=True) == [[1, 50256], [2, 50256], [5, 50256, 6, 50256], [7, 50256]]

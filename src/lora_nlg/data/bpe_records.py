@@ -25,16 +25,22 @@ def encode_examples(examples: list[Example], progress: bool = True, chunk: int =
     """Records in the output format. Distinct contexts are encoded once (E2E repeats each MR ~8 times)."""
     enc = get_tokenizer()
     unique_contexts = list(dict.fromkeys(ex.context for ex in examples))
-    context_ids = dict(zip(unique_contexts, _encode_batch(enc, unique_contexts, progress, chunk, "contexts")))
+    context_ids = dict(zip(unique_contexts, encode_contexts(unique_contexts, progress, chunk)))
     completion_ids = _encode_batch(enc, [" " + ex.completion for ex in examples], progress, chunk, "completions")
     records = []
     for index, (ex, ids) in enumerate(zip(examples, completion_ids)):
         record = {"id": index, "context": ex.context, "completion": ex.completion,
-                  "context_ids": context_ids[ex.context] + [EOT_ID], "completion_ids": ids + [EOT_ID]}
+                  "context_ids": context_ids[ex.context], "completion_ids": ids + [EOT_ID]}
         if ex.seen is not None:
             record["seen"] = ex.seen
         records.append(record)
     return records
+
+
+def encode_contexts(contexts: list[str], progress: bool = False, chunk: int = 4096) -> list[list[int]]:
+    """`context_ids` of each context text: BPE(context) + [50256], the prompt a model is given (also for new
+    inputs at generation time, so that they are encoded exactly as the training data was)."""
+    return [ids + [EOT_ID] for ids in _encode_batch(get_tokenizer(), contexts, progress, chunk, "contexts")]
 
 
 def _encode_batch(enc, texts: list[str], progress: bool, chunk: int, what: str) -> list[list[int]]:

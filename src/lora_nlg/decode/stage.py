@@ -49,16 +49,32 @@ def resolve_dtype(requested: str, env) -> str:
 
 def load_model(args, cfg) -> tuple[object, str]:
     """(model, description) for --merged, --peft or the run's adapter."""
-    if args.merged:
-        return GPT2.from_pretrained(args.merged), f"merged checkpoint {args.merged}"
-    if args.peft:
-        base = args.base or _peft_base(args.peft) or (str(cfg.pretrained_path()) if args.run else None)
+    return load_decode_model(cfg, run_dir=Path(args.runs_dir) / args.run if args.run else None,
+                             checkpoint=args.checkpoint, merged=args.merged, peft=args.peft, base=args.base)
+
+
+def load_decode_model(cfg, run_dir: Path | None = None, checkpoint: str = "final", merged: str | None = None,
+                      peft: str | None = None, base: str | None = None) -> tuple[GPT2, str]:
+    """(model, description): a merged checkpoint dir, a PEFT adapter dir on `base`, or the adapter `checkpoint`
+    (final, best, step-N) of the run in `run_dir` (whose config is `cfg`). Shared by decode and generate."""
+    if merged:
+        return GPT2.from_pretrained(merged), f"merged checkpoint {merged}"
+    if peft:
+        base = base or _peft_base(peft) or (str(cfg.pretrained_path()) if run_dir is not None else None)
         if not base:
-            raise DecodeError(f"{args.peft}: pass --base <base checkpoint dir> (the adapter's "
+            raise DecodeError(f"{peft}: pass --base <base checkpoint dir> (the adapter's "
                               f"base_model_name_or_path is not an existing path)")
-        return GPT2.from_peft_adapter(base, args.peft), f"PEFT adapter {args.peft} on base {base}"
-    run_dir = Path(args.runs_dir) / args.run
-    return load_run_model(run_dir, cfg, args.checkpoint), f"{adapter_path(run_dir, args.checkpoint)}"
+        return GPT2.from_peft_adapter(base, peft), f"PEFT adapter {peft} on base {base}"
+    if run_dir is None:
+        raise DecodeError("nothing to load: give a run directory, a merged checkpoint or a PEFT adapter")
+    return load_run_model(run_dir, cfg, checkpoint), f"{adapter_path(run_dir, checkpoint)}"
+
+
+def ready_for_inference(model: GPT2, device, dtype: str = "fp32") -> GPT2:
+    """LoRA merged into the weights (one matmul per projection, no adapter path), on `device` in `dtype`."""
+    if model.lora_config is not None:
+        model.merge_lora()
+    return model.to(device=device, dtype=DTYPES[dtype]).eval()
 
 
 def _peft_base(adapter_dir: str) -> str | None:
@@ -145,10 +161,8 @@ def run(args) -> dict:
         refs_mod.reference_files(dataset, examples, {e.context: "" for e in inputs}, cfg.decode.ref_num,
                                  args.tokenize, args.lower, source=str(data_path))
         model, what = load_model(args, cfg)
-        if model.lora_config is not None:
-            model.merge_lora()  # inference only: one matmul per projection, no adapter path
         dtype = resolve_dtype(args.dtype, env)
-        model.to(device=env.device, dtype=DTYPES[dtype])
+        ready_for_inference(model, env.device, dtype)
         d = cfg.decode
         truncated = check_fits_model(settings, model.config, [len(e.context_ids) for e in inputs], what)
         if env.rank == 0:

@@ -34,9 +34,10 @@ from lora_nlg.model.architecture import GPT2Config
 from lora_nlg.tokenizer import EOT_ID, VOCAB_SIZE
 
 
-def read_documents(path: Path) -> list[list[int]]:
-    """Unique contexts and all completions of a data-stage jsonl file, as separate token documents."""
-    docs, seen_contexts = [], set()
+def read_documents(path: Path, group_references: bool = False) -> list[list[int]]:
+    """Unique contexts and all completions of a data-stage jsonl file, as separate token documents; with
+    `group_references` the completions of one context form one document (their end tokens kept between them)."""
+    docs, seen_contexts, groups = [], set(), {}
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             try:
@@ -47,7 +48,11 @@ def read_documents(path: Path) -> list[list[int]]:
             if tuple(context) not in seen_contexts:
                 seen_contexts.add(tuple(context))
                 docs.append(list(context))
-            docs.append(list(completion))
+            if group_references:
+                groups.setdefault(tuple(context), []).extend(completion)
+            else:
+                docs.append(list(completion))
+    docs.extend(groups.values())
     if not docs:
         raise ValueError(f"{path}: no records")
     return docs
@@ -85,11 +90,11 @@ def full_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, wte: torch.Te
 
 def pretrain(data: Path, out_dir: Path, preset: str = "small", steps: int = 400, batch_size: int = 16,
              block: int = 128, lr: float = 3e-3, warmup: int = 40, negatives: int = 512, full_positions: int = 128,
-             seed: int = 0, log: bool = True) -> dict:
+             seed: int = 0, log: bool = True, group_references: bool = False) -> dict:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
-    docs = read_documents(data)
+    docs = read_documents(data, group_references)
     corpus_vocab = torch.tensor(sorted({t for d in docs for t in d} | {EOT_ID}))
     model = GPT2(GPT2Config.preset(preset)).train()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -117,7 +122,7 @@ def pretrain(data: Path, out_dir: Path, preset: str = "small", steps: int = 400,
         opt.step()
         history.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}")
-    summary = {"preset": preset, "steps": steps, "documents": len(docs), "corpus_vocab": len(corpus_vocab),
+    summary = {"preset": preset, "steps": steps, "group_references": group_references, "documents": len(docs), "corpus_vocab": len(corpus_vocab),
                "first_loss": history[0], "last_loss": sum(history[-10:]) / len(history[-10:]),
                "seconds": round(time.time() - start, 1),
                "tokens_per_s": round(steps * batch_size * block / (time.time() - start), 1)}
@@ -140,10 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-positions", type=int, default=128,
                         help="positions per step that also get the exact full-vocabulary loss")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--group-references", action="store_true",
+                        help="one document per input holding all its references (entities recur across them, "
+                             "so the model learns to copy from earlier text; the inputs stay separate documents)")
     args = parser.parse_args(argv)
     try:
         summary = pretrain(args.data, args.out_dir, args.preset, args.steps, args.batch_size, args.block, args.lr,
-                           negatives=args.negatives, full_positions=args.full_positions, seed=args.seed)
+                           negatives=args.negatives, full_positions=args.full_positions, seed=args.seed,
+                           group_references=args.group_references)
     except (ValueError, FileNotFoundError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from lora_nlg.data.bpe_records import jsonl_lines, load_jsonl
+from lora_nlg.data.readers import read_jsonl_objects
 from lora_nlg.atomic import atomic_file
 
 
@@ -91,10 +92,26 @@ def read_scores(eval_json: Path) -> dict:
     return next(iter(report["scores"].values()))
 
 
+EXAMPLES = 3
+TRY_INPUT = "name[The Eagle], eatType[coffee shop], food[French], priceRange[moderate], area[riverside]"
+
+
+def pick_examples(lora_predictions: Path, base_predictions: Path, n: int = EXAMPLES) -> list[dict]:
+    """`n` test inputs spread over the file, each with the base model's output, the LoRA output and a reference."""
+    lora = [row for _, row in read_jsonl_objects(lora_predictions)]
+    base = {row["context"]: row["hypothesis"] for _, row in read_jsonl_objects(base_predictions)}
+    picks = sorted({(2 * k + 1) * len(lora) // (2 * n) for k in range(n)})
+    return [{"input": lora[i]["context"], "base": base.get(lora[i]["context"], ""), "lora": lora[i]["hypothesis"],
+             "reference": lora[i]["references"][0]} for i in picks]
+
+
 def summarise(demo_dir: Path, run_dir: Path) -> dict:
     from lora_nlg.train.report import read_metrics  # here, so `demo prepare` does not import torch
 
     val = [m for m in read_metrics(run_dir / "metrics.jsonl") if m.get("val_loss") is not None]
+    lora_preds = run_dir / "decode" / "test" / "predictions.jsonl"
+    base_preds = demo_dir / "base-run" / "decode" / "test" / "predictions.jsonl"
+    runs_dir = "" if run_dir.parent == Path("checkpoints") else f" ARGS='--runs-dir {run_dir.parent}'"
     return {
         "data": json.loads((demo_dir / "data_source.json").read_text()),
         "base_model": json.loads((demo_dir / "base" / "pretrain_summary.json").read_text()),
@@ -103,8 +120,9 @@ def summarise(demo_dir: Path, run_dir: Path) -> dict:
         "base_scores": read_scores(demo_dir / "base-run" / "eval" / "test.json"),
         "lora_scores": read_scores(run_dir / "eval" / "test.json"),
         "run_dir": str(run_dir), "train_curves": str(run_dir / "train_curves.png"),
-        "predictions": str(run_dir / "decode" / "test" / "predictions.jsonl"),
-        "base_predictions": str(demo_dir / "base-run" / "decode" / "test" / "predictions.jsonl"),
+        "predictions": str(lora_preds), "base_predictions": str(base_preds),
+        "examples": pick_examples(lora_preds, base_preds),
+        "try": f'echo "{TRY_INPUT}" | make generate RUN={run_dir.name}{runs_dir}',
     }
 
 
@@ -115,7 +133,9 @@ def format_table(summary: dict) -> str:
     lines = [f"Demo data ({data['kind']}): {data['dataset']}",
              f"  train: {data['train']}", f"  valid: {data['valid']}", f"  test:  {data['test']}",
              f"Base model: GPT-2 '{summary['base_model']['preset']}' pretrained here for "
-             f"{summary['base_model']['steps']} steps on the training texts (NOT GPT-2 M; not the paper's setting)",
+             f"{summary['base_model']['steps']} steps on the training texts"
+             f"{' (the references of an input as one document)' if summary['base_model'].get('group_references') else ''}"
+             f" (NOT GPT-2 M; not the paper's setting)",
              "", f"{'test scores':<14}{'base model':>12}{'+ LoRA':>12}", "-" * 38]
     lines += [f"{k:<14}{base.get(k, math.nan):>12.4f}{lora[k]:>12.4f}" for k in keys]
     curve = summary["val_loss_curve"]
@@ -123,6 +143,13 @@ def format_table(summary: dict) -> str:
                   f"{summary['last_val_loss']:.3f} (step {curve[-1][0]})",
               f"run dir:      {summary['run_dir']}", f"curves:       {summary['train_curves']}",
               f"predictions:  {summary['predictions']}", f"base preds:   {summary['base_predictions']}"]
+    lines += ["", f"{len(summary['examples'])} test inputs: the base model's output, the LoRA output and one of "
+                  f"their human references"]
+    for k, ex in enumerate(summary["examples"], 1):
+        lines += [f"[{k}] {ex['input']}", f"    base model: {ex['base']}", f"    + LoRA:     {ex['lora']}",
+                  f"    reference:  {ex['reference'].strip()}"]
+    lines += ["", "Try your own input on the demo run (one per line; E2E `name : X | Type : Y` or the challenge's "
+                  "own form):", f"  {summary['try']}"]
     return "\n".join(lines)
 
 
