@@ -86,6 +86,14 @@ def test_cli_and_python_give_the_decode_stage_text(e2e_run):
     assert [r["score"] for r in rows] == pytest.approx([p["score"] for p in e2e_run["predictions"]], abs=1e-5)
 
 
+def test_dtype_auto_is_resolved_for_this_machine(e2e_run, monkeypatch):
+    from lora_nlg import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)  # an AVX2-only CPU: auto means fp32
+    want = [p["hypothesis"] for p in e2e_run["predictions"]]
+    assert lora_nlg.generate(e2e_run["run"], CONTEXTS, dtype="auto") == want
+
+
 def test_decode_overrides_change_the_search(e2e_run):
     greedy = lora_nlg.generate(e2e_run["run"], CONTEXTS, beam=1, max_new_tokens=3)
     model = GPT2.from_pretrained(e2e_run["root"] / "base")  # the adapter's base alone, no LoRA

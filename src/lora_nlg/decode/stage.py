@@ -37,12 +37,15 @@ class DecodeError(RunError):
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 
-def resolve_dtype(requested: str, env) -> str:
-    """--dtype auto -> bf16 or fp32 for this device (lora_nlg.precision); bf16 where it is emulated warns."""
+DTYPE_CHOICES = (*DTYPES, "auto")
+
+
+def resolve_dtype(requested: str, device, announce: bool = True) -> str:
+    """--dtype auto -> bf16 or fp32 for `device` (lora_nlg.precision); bf16 where it is emulated warns."""
     if requested not in ("auto", "bf16"):
         return requested
-    dtype, warning = precision.resolve(requested, env.device, "--dtype")
-    if warning and env.rank == 0:
+    dtype, warning = precision.resolve(requested, device, "--dtype")
+    if warning and announce:
         print(warning, file=sys.stderr)
     return dtype
 
@@ -106,7 +109,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--data", help="data jsonl (default: <data.dir or data/<dataset>>/<split>.jsonl)")
     p.add_argument("--out", help="output dir (default: checkpoints/<RUN>/decode/<split>/)")
     p.add_argument("--runs-dir", default="checkpoints", help="where run directories live (default checkpoints)")
-    p.add_argument("--dtype", choices=(*DTYPES, "auto"), default="fp32",
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32",
                    help="model precision (default fp32; auto: bf16 where the hardware computes it natively, else "
                         "fp32; decode.json records the resolved one)")
     p.add_argument("--max-inputs", type=int, default=0, help="decode only the first N unique inputs (0 = all)")
@@ -161,7 +164,7 @@ def run(args) -> dict:
         refs_mod.reference_files(dataset, examples, {e.context: "" for e in inputs}, cfg.decode.ref_num,
                                  args.tokenize, args.lower, source=str(data_path))
         model, what = load_model(args, cfg)
-        dtype = resolve_dtype(args.dtype, env)
+        dtype = resolve_dtype(args.dtype, env.device, announce=env.rank == 0)
         ready_for_inference(model, env.device, dtype)
         d = cfg.decode
         truncated = check_fits_model(settings, model.config, [len(e.context_ids) for e in inputs], what)
