@@ -44,15 +44,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads d
 import psutil  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from bench_device import (  # noqa: E402
+    Timer,
+    device_of,
+    measured_peak_flops,
+    peak_memory_mb,
+    precision_facts,
+    reset_peak_memory,  # scripts/ is on sys.path when run as a script
+)
 
 from lora_nlg import GPT2, KVCache, get_tokenizer  # noqa: E402
 from lora_nlg.decode.beam_settings import BATCH_SIZE, DEFAULT  # noqa: E402
 from lora_nlg.decode.search import BeamSettings, generate, plan_batches  # noqa: E402
 from lora_nlg.decode.stage import DTYPES  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
-
-from bench_device import (Timer, device_of, measured_peak_flops, peak_memory_mb, precision_facts,  # noqa: E402
-                          reset_peak_memory)  # scripts/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_E2E_TEST = REPO.parent / "shared" / "data" / "e2e" / "test.txt"

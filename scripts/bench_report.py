@@ -38,6 +38,7 @@ def machine_description() -> dict:
     except OSError:
         pass
     import torch
+
     from lora_nlg import precision
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d"), "cpu_capability": precision.describe_cpu(),

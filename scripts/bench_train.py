@@ -28,15 +28,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads distort timings on shared cores
 
 import torch  # noqa: E402
+from bench_device import Timer, device_of, measured_peak_flops, peak_memory_mb, precision_facts, reset_peak_memory  # noqa: E402
 
 from lora_nlg import GPT2, LoRAConfig, get_tokenizer  # noqa: E402
-from lora_nlg.train.batching import TrainingSequence, collate, epoch_plan, load_examples  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
+from lora_nlg.train.batching import TrainingSequence, collate, epoch_plan, load_examples  # noqa: E402
 from lora_nlg.train.objective import REFERENCE_DENOM_EPS, apply_precision, autocast, batch_loss_sum  # noqa: E402
 from lora_nlg.train.optim import ReferenceAdamW  # noqa: E402
-
-from bench_device import (Timer, device_of, measured_peak_flops, peak_memory_mb, precision_facts,  # noqa: E402
-                          reset_peak_memory)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from lora_nlg import GPT2, LoRAConfig
-from lora_nlg.decode import reference_files as R
 from lora_nlg.config import load_config, save_config
+from lora_nlg.decode import reference_files as R
 from lora_nlg.decode.search import beam_search
 from lora_nlg.decode.stage import main
 from lora_nlg.tokenizer import get_tokenizer

@@ -27,10 +27,10 @@ import torch
 
 from lora_nlg.config import ConfigError, RunConfig, load_config
 from lora_nlg.data.bpe_records import encode_contexts
-from lora_nlg.data.datasets.e2e import E2E_ATTRIBUTE_NAMES, e2e_mr_to_lora
-from lora_nlg.decode.reference_files import cut_text
 from lora_nlg.data.datasets import dataset_names
+from lora_nlg.data.datasets.e2e import E2E_ATTRIBUTE_NAMES, e2e_mr_to_lora
 from lora_nlg.decode.beam_settings import BeamSettings
+from lora_nlg.decode.reference_files import cut_text
 from lora_nlg.decode.search import generate
 from lora_nlg.decode.stage import DTYPE_CHOICES, DecodeError, load_decode_model, ready_for_inference, resolve_dtype
 from lora_nlg.model.gpt2 import GPT2

@@ -12,8 +12,6 @@ so a decoding step needs no host-device synchronisation to know where it is.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 

@@ -11,14 +11,27 @@ import torch
 from tqdm import tqdm
 
 from lora_nlg import precision
-from lora_nlg.train.batching import DataError, TrainingSequence, Split, read_split, validation_batches
 from lora_nlg.config import ConfigError, RunConfig, diff
 from lora_nlg.model import weights
+from lora_nlg.run_dir import (
+    STATE_FILE,
+    RunError,
+    RunLock,
+    base_model_name,
+    build_run_model,
+    check_fingerprint,
+    config_path,
+    fingerprint_files,
+    is_run_dir_in_use,
+    load_training_state,
+    newest_usable_step_dir,
+    read_config,
+    remove_run_temporaries,
+    write_config,
+)
+from lora_nlg.train.batching import DataError, Split, read_split, validation_batches
 from lora_nlg.train.objective import apply_precision
 from lora_nlg.train.optim import Optimization, derive_max_steps
-from lora_nlg.run_dir import (STATE_FILE, RunError, RunLock, base_model_name, build_run_model, check_fingerprint,
-                              config_path, fingerprint_files, is_run_dir_in_use, load_training_state,
-                              newest_usable_step_dir, read_config, remove_run_temporaries, write_config)
 from lora_nlg.train.report import truncate_metrics
 from lora_nlg.train.state import Session, TrainData, TrainingError, TrainModel, load_step
 
