@@ -32,7 +32,14 @@ from lora_nlg.data.datasets.e2e import E2E_ATTRIBUTE_NAMES, e2e_mr_to_lora
 from lora_nlg.decode.beam_settings import BeamSettings
 from lora_nlg.decode.reference_files import cut_text
 from lora_nlg.decode.search import generate
-from lora_nlg.decode.stage import DTYPE_CHOICES, DecodeError, load_decode_model, ready_for_inference, resolve_dtype
+from lora_nlg.decode.stage import (
+    DTYPE_CHOICES,
+    DecodeError,
+    add_model_source_arguments,
+    load_decode_model,
+    ready_for_inference,
+    resolve_dtype,
+)
 from lora_nlg.model.gpt2 import GPT2
 from lora_nlg.model.network import CheckpointError
 from lora_nlg.run_dir import CONFIG_FILE, RunError, read_config
@@ -195,12 +202,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--jsonl", action="store_true",
                    help="print one JSON object per line: line, input, context, text, score, tokens, finished "
                         "(or error)")
-    p.add_argument("--checkpoint", default="final", help="adapter of the run: final (default), best or step-N")
-    p.add_argument("--merged", help="a merged Hugging Face checkpoint dir instead of a run adapter")
-    p.add_argument("--peft", help="a PEFT adapter dir (adapter_config.json + adapter_model.safetensors)")
-    p.add_argument("--base", help="base checkpoint for --peft (default: the run's base or the adapter's "
-                                  "base_model_name_or_path)")
-    p.add_argument("--config", help="config YAML for --merged/--peft without --run (default: built-in defaults)")
+    add_model_source_arguments(p)
     p.add_argument("--dataset", choices=dataset_names(),
                    help="check inputs as this dataset's (default: the config's data.dataset)")
     p.add_argument("--runs-dir", default="checkpoints", help="where run directories live (default checkpoints)")

@@ -89,6 +89,16 @@ def _peft_base(adapter_dir: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ CLI
+def add_model_source_arguments(p: argparse.ArgumentParser) -> None:
+    """What to decode with besides a run (decode and generate take the same options)."""
+    p.add_argument("--checkpoint", default="final", help="adapter of the run: final (default), best or step-N")
+    p.add_argument("--merged", help="a merged Hugging Face checkpoint dir instead of a run adapter")
+    p.add_argument("--peft", help="a PEFT adapter dir (adapter_config.json + adapter_model.safetensors)")
+    p.add_argument("--base", help="base checkpoint for --peft (default: the run's base or the adapter's "
+                                  "base_model_name_or_path)")
+    p.add_argument("--config", help="config YAML for --merged/--peft without --run (default: built-in defaults)")
+
+
 def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(prog="python -m lora_nlg.decode",
                                 description="Beam-search every unique input of a split and write predictions plus "
@@ -99,12 +109,7 @@ def parse_args(argv: list[str] | None):
                         "checkpoints/<RUN>/decode/<split>/. Under torchrun spell it --run-name (torchrun's own "
                         "--run-path option claims the prefix --run)")
     p.add_argument("--split", default="test", help="data split (default test)")
-    p.add_argument("--checkpoint", default="final", help="adapter of the run: final (default), best or step-N")
-    p.add_argument("--merged", help="decode a merged Hugging Face checkpoint dir instead of a run adapter")
-    p.add_argument("--peft", help="decode a PEFT adapter dir (adapter_config.json + adapter_model.safetensors)")
-    p.add_argument("--base", help="base checkpoint for --peft (default: the run's base or the adapter's "
-                                  "base_model_name_or_path)")
-    p.add_argument("--config", help="config YAML for --merged/--peft without --run (default: built-in defaults)")
+    add_model_source_arguments(p)
     p.add_argument("--dataset", choices=dataset_names(), help="default: data.dataset of the config")
     p.add_argument("--data", help="data jsonl (default: <data.dir or data/<dataset>>/<split>.jsonl)")
     p.add_argument("--out", help="output dir (default: checkpoints/<RUN>/decode/<split>/)")
