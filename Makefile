@@ -30,7 +30,7 @@ RESUME   ?= 0
 ARGS     ?=
 PYTEST_ARGS ?=
 
-.PHONY: pretrained help setup test test-fast data train decode generate eval demo bench bench-train bench-decode e2e webnlg dart clean-venv
+.PHONY: pretrained help setup test test-fast data train decode generate eval demo bench bench-gpu bench-train bench-decode e2e webnlg dart clean-venv
 
 help: ## list targets
 	@grep -E '^[a-zA-Z0-9_ -]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -165,6 +165,9 @@ $(DEMO_DIR)/summary.json: $(DEMO_RUN_DIR)/eval/test.json $(DEMO_DIR)/base-run/ev
 
 bench: setup ## train + decode benchmarks (ours vs the reference regime) -> bench/report.md + report.json
 	$(PY) scripts/bench_report.py $(ARGS)
+
+bench-gpu: setup ## one GPU, < 8 min: GPT-2 medium training (fp32, bf16) vs transformers+PEFT, beam search at batch 1/8/32 vs HF generate -> bench/report-gpu.md + .json
+	$(PY) scripts/bench_report.py --gpu --model $(if $(filter-out file,$(origin MODEL)),$(MODEL),gpt2-medium) $(ARGS)
 
 # Paper recipes: pretrained GPT-2 + data + training with the paper's config + decode + eval, one command each.
 # Re-running continues: a finished stage is skipped, an interrupted training resumes.

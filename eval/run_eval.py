@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scorer packages 
 import paper_numbers  # noqa: E402
 from evalcommon.java_tools import JavaToolError  # noqa: E402
 from evalcommon.text_files import EvalInputError  # noqa: E402
+
 from lora_nlg.atomic import WriteError, check_writable, json_text, write_files_together  # noqa: E402
 from lora_nlg.data.datasets import Dataset, dataset_names, registry  # noqa: E402
 
@@ -87,7 +88,9 @@ def score_subset(dataset: str, folder: Path, mteval_mode: str) -> tuple[dict, st
     if not hyp.is_file():
         raise EvalInputError(f"{hyp}: missing (run `make decode` first)")
     if registry()[dataset].scoring.metrics == "e2e_official":
-        from e2e_official import inputs as e2e_inputs, mteval, scorer as e2e_scorer
+        from e2e_official import inputs as e2e_inputs
+        from e2e_official import mteval
+        from e2e_official import scorer as e2e_scorer
 
         refs, hyps = e2e_inputs.read_references(folder / "refs.txt"), e2e_inputs.read_hypotheses(hyp)
         scores = e2e_scorer.score_e2e(refs, hyps, mteval_mode)

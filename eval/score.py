@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evalcommon.java_tools import JavaToolError  # noqa: E402
 from evalcommon.text_files import EvalInputError, check_same_count  # noqa: E402
 from geneval.inputs import numbered_reference_files  # noqa: E402
+
 from lora_nlg.atomic import WriteError, check_writable, json_text, write_files_together  # noqa: E402
 from lora_nlg.data.datasets import dataset_names, get_dataset  # noqa: E402
 

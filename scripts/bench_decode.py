@@ -44,14 +44,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads d
 import psutil  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from bench_device import (  # noqa: E402
+    Timer,
+    device_of,
+    measured_peak_flops,
+    peak_memory_mb,
+    precision_facts,
+    reset_peak_memory,  # scripts/ is on sys.path when run as a script
+)
 
 from lora_nlg import GPT2, KVCache, get_tokenizer  # noqa: E402
 from lora_nlg.decode.beam_settings import BATCH_SIZE, DEFAULT  # noqa: E402
 from lora_nlg.decode.search import BeamSettings, generate, plan_batches  # noqa: E402
 from lora_nlg.decode.stage import DTYPES  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
-
-from bench_train import measured_peak_flops  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_E2E_TEST = REPO.parent / "shared" / "data" / "e2e" / "test.txt"
@@ -95,20 +101,22 @@ def _banned_ngram_tokens(history: torch.Tensor, n: int, cur_len: int) -> list[li
 def reference_regime(model, prompt: list[int], s: BeamSettings, seq_len: int = 512, faithful: bool = True) -> list[int]:
     """One input the way gpt2_beam.py decodes it (see the module docstring)."""
     K, V, M = s.beam, model.config.vocab_size, s.max_new_tokens
+    device = model.lm_head_weight.device
     query = prompt[-(seq_len - M):]
     padded = torch.zeros(K, seq_len, dtype=torch.long)
     padded[:, :len(query)] = torch.tensor(query)
-    last = torch.zeros(K, seq_len, dtype=torch.bool)
+    padded = padded.to(device)
+    last = torch.zeros(K, seq_len, dtype=torch.bool, device=device)
     last[:, len(query) - 1] = True
-    cache = KVCache(batch_size=K, max_len=seq_len)
-    lengths = torch.full((K,), len(query))
+    cache = KVCache(batch_size=K, max_len=seq_len, device=device)
+    lengths = torch.full((K,), len(query), device=device)
     hidden = model.hidden(padded, kv_cache=cache, input_lengths=lengths)
     if faithful:  # model(_query) returns logits at every position; gpt2_beam.py then picks query_len - 1
         logits = lm_head(model, hidden)[:, len(query) - 1]
     else:
         logits = lm_head(model, hidden[last])
     stack_present(cache, faithful)
-    beam_scores = torch.zeros(1, K)
+    beam_scores = torch.zeros(1, K, device=device)
     history, token = None, None
     best_score, best_seq = None, None
 
@@ -206,14 +214,20 @@ class PeakRSS:
         self.mb = round(self.peak / 2**20, 1)
 
 
-def timed(fn):
-    """(output, wall seconds, CPU seconds of this process, peak RSS MB). CPU time is less disturbed than wall
-    time when other jobs share the cores."""
+def timed(fn, device: torch.device = torch.device("cpu")):
+    """(output, wall seconds, CPU seconds of this process, peak memory MB: RSS on the CPU, the allocator's peak
+    on a GPU). CPU time is less disturbed than wall time when other jobs share the cores. On a GPU the wall
+    time comes from CUDA events around the block."""
+    reset_peak_memory(device)
     with torch.inference_mode(), PeakRSS() as rss:
-        tic, cpu = time.perf_counter(), time.process_time()
-        out = fn()
-        seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
-    return out, seconds, cpu, rss.mb
+        cpu = time.process_time()
+        with Timer(device) as t:
+            out = fn()
+        cpu = time.process_time() - cpu
+    return out, t.seconds, cpu, peak_memory_mb(device) if device.type == "cuda" else rss.mb
+
+
+MEMORY_KEY = ["peak_rss_mb"]  # "peak_gpu_mb" under --device cuda
 
 
 def summary(times: list[float], cpu: list[float], rss: list[float], outs: list[list[int]]) -> dict:
@@ -222,7 +236,7 @@ def summary(times: list[float], cpu: list[float], rss: list[float], outs: list[l
     return {"inputs": len(outs), "seconds_median": round(sec, 3), "seconds_all": [round(t, 3) for t in times],
             "cpu_seconds_median": round(statistics.median(cpu), 3),
             "inputs_per_s": round(len(outs) / sec, 4), "new_tokens_per_s": round(tokens / sec, 2),
-            "mean_new_tokens": round(tokens / len(outs), 2), "peak_rss_mb": max(rss)}
+            "mean_new_tokens": round(tokens / len(outs), 2), MEMORY_KEY[0]: max(rss)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,13 +260,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time Hugging Face transformers' generate (beam search) at each batch size")
     p.add_argument("--repeats", type=int, default=2, help="interleaved rounds per variant (median reported)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (timed with CUDA events; peak_gpu_mb, the GPU "
+                                                   "allocator's peak, replaces peak_rss_mb)")
+    p.add_argument("--peak-size", type=int, default=2048, help="matmul size of the measured FLOP/s peak")
     args = p.parse_args(argv)
+    device = device_of(args.device)
+    if device.type == "cuda":
+        MEMORY_KEY[0] = "peak_gpu_mb"
     if args.threads:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     model = GPT2.from_pretrained(args.pretrained) if args.pretrained else GPT2.from_preset(args.model)
-    model = model.to(DTYPES[args.dtype]).eval()
+    model = model.to(device=device, dtype=DTYPES[args.dtype]).eval()
     prompts, source = e2e_test_prompts(args.inputs)
     M = args.max_new_tokens
     settings = BeamSettings(beam=args.beam, length_penalty=args.length_penalty,
@@ -294,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     generate(model, prompts[:1], BeamSettings(beam=2, max_new_tokens=2))  # warm-up (allocator, kernels)
     for _ in range(args.repeats):
         for name, fn in variants.items():  # interleaved: A B A B ...
-            out, sec, cpu_sec, mb = timed(fn)
+            out, sec, cpu_sec, mb = timed(fn, device)
             times[name].append(sec)
             cpu[name].append(cpu_sec)
             rss[name].append(mb)
@@ -303,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {name}: {sec:.2f} s wall, {cpu_sec:.2f} s CPU", file=sys.stderr)
 
     ref = summary(times["reference"], cpu["reference"], rss["reference"], outs["reference"]) if args.reference else None
-    peak = measured_peak_flops(DTYPES[args.dtype])
+    peak = measured_peak_flops(DTYPES[args.dtype], args.peak_size, device=device)
     prompt_tokens = sum(min(len(q), model.config.n_positions - M) for q in prompts)
     for b in batches:
         name = f"batch{b}"
@@ -311,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                "dtype": args.dtype, "beam": args.beam, "batch": b, "max_new_tokens": M,
                "length_penalty": args.length_penalty, "no_repeat_ngram_size": args.no_repeat_ngram_size,
                "eos_suppressed": not args.allow_eos, "inputs_source": source, "threads": torch.get_num_threads(),
-               "repeats": args.repeats, **summary(times[name], cpu[name], rss[name], outs[name])}
+               "repeats": args.repeats, **precision_facts(args.dtype, device), **summary(times[name], cpu[name], rss[name], outs[name])}
         achieved = weight_matmul_flops(model.config, prompt_tokens, len(prompts), beam_rows[name]) / row["seconds_median"]
         row.update(achieved_flops=round(achieved), peak_flops=round(peak), mfu=round(achieved / peak, 3))
         if ref is not None:

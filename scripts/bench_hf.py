@@ -78,7 +78,7 @@ def hf_generate(hf, prompts: Sequence[Sequence[int]], batches: list[list[int]], 
         for j, r in enumerate(rows):
             ids[j, width - len(r):] = torch.tensor(r, dtype=torch.long)
             mask[j, width - len(r):] = 1
-        seqs = hf.generate(input_ids=ids, attention_mask=mask, num_beams=beam, num_return_sequences=1,
+        seqs = hf.generate(input_ids=ids.to(hf.device), attention_mask=mask.to(hf.device), num_beams=beam, num_return_sequences=1,
                            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
                            length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
                            repetition_penalty=repetition_penalty, early_stopping=early_stopping, do_sample=False,

@@ -5,6 +5,12 @@ JSON line per configuration; this script only runs them, collects the lines and 
 benchmarks already time our fast path and the reference regime interleaved in the same process.
 
     python scripts/bench_report.py [--model gpt2] [--quick] [--out bench]
+    python scripts/bench_report.py --gpu [--device cuda] [--model gpt2-medium]   # make bench-gpu
+
+Rows whose precision the machine only emulates (bf16 on a CPU without avx512_bf16/AMX) are marked "(emulated)".
+`--gpu` writes bench/report-gpu.md + .json: training tokens/s of GPT-2 medium (batch 8, E2E lengths, fp32 and bf16
+autocast, transformers+PEFT interleaved) and beam-search inputs/s at batch 1, 8 and 32 (HF generate interleaved),
+timed with CUDA events, with peak GPU memory; sized to finish in under 8 minutes on one GPU.
 """
 from __future__ import annotations
 
@@ -32,8 +38,11 @@ def machine_description() -> dict:
     except OSError:
         pass
     import torch
+
+    from lora_nlg import precision
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d")}
+            "date": time.strftime("%Y-%m-%d"), "cpu_capability": precision.describe_cpu(),
+            "native_bf16_cpu": precision.cpu_has_native_bf16()}
 
 
 def run_json_lines(cmd: list[str]) -> list[dict]:
@@ -69,13 +78,62 @@ def plan(model: str, quick: bool) -> list[tuple[str, list[str]]]:
     return jobs
 
 
+def plan_gpu(model: str, device: str, quick: bool = False) -> list[tuple[str, list[str]]]:
+    """make bench-gpu: ~8 minutes on one GPU (each job a process: clean allocator peaks)."""
+    py = sys.executable
+    steps, rounds, batch = ("1", "1", "2") if quick else ("10", "3", "8")
+    small = ["--peak-size", "256"] if quick else []  # --quick: a dry run of the plan (tests, --device cpu)
+    jobs = [("train", [py, "scripts/bench_train.py", "--model", model, "--batch", batch, "--dtype", dtype, "--steps",
+                       steps, "--warmup", "1" if quick else "2", "--hf", "--rounds", rounds, "--device", device, *small])
+            for dtype in ("fp32", "bf16")]
+    # batch 1 decodes few inputs (its time per input is the longest); 8 and 32 share a larger set
+    for batch, inputs in (("1", "2" if quick else "8"), ("8,32", "4" if quick else "64")):
+        jobs.append(("decode_hf", [py, "scripts/bench_decode.py", "--model", model, "--beam", "10", "--batch", batch,
+                                   "--inputs", inputs, "--max-new-tokens", "8" if quick else "64", "--dtype", "fp32",
+                                   "--hf", "--repeats", "1" if quick else "2", "--device", device, *small]))
+    return jobs
+
+
+def dtype_cell(r: dict) -> str:
+    """A row's precision, marked where this machine only emulates it."""
+    return r["dtype"] + (" (emulated)" if r.get("precision_native") is False else "")
+
+
+def render_gpu(machine: dict, train: list[dict], decode_hf: list[dict]) -> str:
+    gpu = next((r.get("gpu") for r in train + decode_hf if r.get("gpu")), "no GPU (device " + str(
+        next((r.get("device") for r in train + decode_hf), "?")) + ")")
+    lines = ["# GPU benchmarks", "", f"Device: {gpu}; torch {machine['torch']}, {machine['date']}. Random weights. "
+             "Timed with CUDA events; memory is the allocator's peak. Produced by `make bench-gpu`; raw lines in "
+             "`report-gpu.json`.", "", "## Training (LoRA r=4 on q,v; batch 8; E2E length distribution)", "",
+             "| model | dtype | ours tokens/s | ms/step | peak GPU MB | FLOP/s achieved / measured peak | "
+             "HF+PEFT tokens/s | vs HF+PEFT (rounds) |", "|---|---|---|---|---|---|---|---|"]
+    for r in train:
+        hf = r.get("hf") or {}
+        rounds = ", ".join(f"{x:.2f}" for x in r.get("speedup_vs_hf_rounds", []))
+        lines.append(f"| {r['model']} | {dtype_cell(r)} | {fmt(r['tokens_per_s'])} | {fmt(r['ms_per_step'], 1)} | "
+                     f"{fmt(r.get('peak_gpu_mb', r.get('peak_rss_mb')), 0)} | {r['achieved_flops'] / 1e12:.2f} / "
+                     f"{r['peak_flops'] / 1e12:.1f} TFLOP/s ({r['mfu']:.0%}) | {fmt(hf.get('tokens_per_s'))} | "
+                     f"{fmt(r.get('speedup_vs_hf'), 2)}x" + (f" ({rounds})" if rounds else "") + " |")
+    lines += ["", "## Beam search vs HF `generate` (beam 10, 64 new tokens, end tokens banned)", "",
+              "| model | dtype | batch | ours inputs/s | HF inputs/s | speedup | ours / HF peak GPU MB |",
+              "|---|---|---|---|---|---|---|"]
+    for r in decode_hf:
+        hf = r["hf"]
+        mem = lambda x: fmt(x.get("peak_gpu_mb", x.get("peak_rss_mb")), 0)  # noqa: E731
+        lines.append(f"| {r['model']} | {dtype_cell(r)} | {r['batch']} | {fmt(r['inputs_per_s'], 2)} | "
+                     f"{fmt(hf['inputs_per_s'], 2)} | {fmt(r['speedup_vs_hf'], 2)}x | {mem(r)} / {mem(hf)} |")
+    return "\n".join(lines) + "\n"
+
+
 def fmt(value, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
 def render(machine: dict, train: list[dict], decode: list[dict], decode_hf: list[dict] = ()) -> str:
     lines = [f"# Benchmarks", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {machine['date']}. "
+             f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {machine['date']}"
+             + (f"; {machine['cpu_capability']}" if machine.get("cpu_capability") else "") + ". "
+             "Rows marked (emulated) ran a precision this CPU has no native instructions for. "
              "Random weights (speed does not depend on them). Produced by `make bench`; raw lines in `report.json`.",
              "", "## Training (LoRA r=4 on q,v; E2E length distribution)", "",
              "| model | dtype | batch | ours tokens/s | ms/step | peak RSS MB | FLOP/s achieved / measured peak | "
@@ -84,7 +142,7 @@ def render(machine: dict, train: list[dict], decode: list[dict], decode_hf: list
     for r in train:
         hf = r.get("hf") or {}
         rounds = ", ".join(f"{x:.2f}" for x in r.get("speedup_vs_hf_rounds", []))
-        lines.append(f"| {r['model']} | {r['dtype']} | {r['batch']} | {fmt(r['tokens_per_s'])} | {fmt(r['ms_per_step'], 0)} | "
+        lines.append(f"| {r['model']} | {dtype_cell(r)} | {r['batch']} | {fmt(r['tokens_per_s'])} | {fmt(r['ms_per_step'], 0)} | "
                      f"{fmt(r['peak_rss_mb'], 0)} | {r['achieved_flops'] / 1e9:.1f} / {r['peak_flops'] / 1e9:.1f} GFLOP/s "
                      f"({r['mfu']:.0%}) | {fmt(r.get('ref_tokens_per_s'))} | {fmt(r.get('ref_peak_rss_mb'), 0)} | "
                      f"{fmt(r.get('speedup'))}x | {fmt(hf.get('tokens_per_s'))} | {fmt(r.get('speedup_vs_hf'), 2)}x"
@@ -99,7 +157,7 @@ def render(machine: dict, train: list[dict], decode: list[dict], decode_hf: list
               "reference inputs/s | speedup | identical outputs |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in decode:
         ref = r.get("reference") or {}
-        lines.append(f"| {r['model']} | {r['dtype']} | {r['batch']} | {fmt(r['inputs_per_s'], 2)} | "
+        lines.append(f"| {r['model']} | {dtype_cell(r)} | {r['batch']} | {fmt(r['inputs_per_s'], 2)} | "
                      f"{fmt(r['new_tokens_per_s'])} | {fmt(r['peak_rss_mb'], 0)} | "
                      f"{r['achieved_flops'] / 1e9:.1f} / {r['peak_flops'] / 1e9:.1f} GFLOP/s ({r['mfu']:.0%}) | "
                      f"{fmt(ref.get('inputs_per_s'), 3)} | {fmt(r.get('speedup_inputs_per_s'))}x | "
@@ -116,7 +174,7 @@ def render(machine: dict, train: list[dict], decode: list[dict], decode_hf: list
                   "HF weight-matmul FLOPs / ours |", "|---|---|---|---|---|---|---|---|"]
         for r in decode_hf:
             hf = r["hf"]
-            lines.append(f"| {r['model']} | {r['dtype']} | {fmt(r['inputs_per_s'], 3)} | {fmt(hf['inputs_per_s'], 3)} | "
+            lines.append(f"| {r['model']} | {dtype_cell(r)} | {fmt(r['inputs_per_s'], 3)} | {fmt(hf['inputs_per_s'], 3)} | "
                          f"{fmt(r['speedup_vs_hf'], 2)}x | {fmt(r['speedup_vs_hf_per_round'], 2)}x | "
                          f"{fmt(r['peak_rss_mb'], 0)} / {fmt(hf['peak_rss_mb'], 0)} | "
                          f"{fmt(hf.get('weight_matmul_flops_vs_ours'), 2)} |")
@@ -129,14 +187,25 @@ def render(machine: dict, train: list[dict], decode: list[dict], decode_hf: list
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="gpt2")
+    parser.add_argument("--model", help="preset (default gpt2; gpt2-medium with --gpu)")
     parser.add_argument("--quick", action="store_true", help="fewer steps and inputs (a smoke run)")
     parser.add_argument("--out", type=Path, default=REPO / "bench")
+    parser.add_argument("--gpu", action="store_true", help="the GPU plan -> report-gpu.md/.json (make bench-gpu)")
+    parser.add_argument("--device", default="cuda", help="device of the --gpu plan (cpu: a dry run of it)")
     args = parser.parse_args(argv)
     results: dict[str, list[dict]] = {"train": [], "decode": [], "decode_hf": []}
-    for kind, cmd in plan(args.model, args.quick):
-        results[kind] += run_json_lines(cmd)
     machine = machine_description()
+    if args.gpu:
+        for kind, cmd in plan_gpu(args.model or "gpt2-medium", args.device, args.quick):
+            results[kind] += run_json_lines(cmd)
+        with atomic_file(args.out / "report-gpu.json", "w") as f:
+            json.dump({"machine": machine, **results}, f, indent=2)
+        with atomic_file(args.out / "report-gpu.md", "w") as f:
+            f.write(render_gpu(machine, results["train"], results["decode_hf"]))
+        print(f"wrote {args.out / 'report-gpu.md'} and {args.out / 'report-gpu.json'}")
+        return 0
+    for kind, cmd in plan(args.model or "gpt2", args.quick):
+        results[kind] += run_json_lines(cmd)
     with atomic_file(args.out / "report.json", "w") as f:
         json.dump({"machine": machine, **results}, f, indent=2)
     with atomic_file(args.out / "report.md", "w") as f:

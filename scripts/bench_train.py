@@ -2,7 +2,7 @@
 (every example padded to 512, full-vocabulary logits at all positions). Prints one JSON line.
 
   python scripts/bench_train.py --model gpt2 --batch 8 --dtype fp32|bf16 --steps 10 [--pad 512] [--data e2e|webnlg]
-      [--hf --rounds 3]
+      [--hf --rounds 3] [--device cpu|cuda]
 
 A step = forward + loss + backward + AdamW update of the LoRA parameters (r=4, alpha=32, dropout 0.1, q/v), random
 weights. Sequence lengths come from real data: data/<data>/{train,valid}.jsonl if `make data` ran, else the raw
@@ -23,16 +23,16 @@ import os
 import resource
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads distort timings on shared cores
 
 import torch  # noqa: E402
+from bench_device import Timer, device_of, measured_peak_flops, peak_memory_mb, precision_facts, reset_peak_memory  # noqa: E402
 
 from lora_nlg import GPT2, LoRAConfig, get_tokenizer  # noqa: E402
-from lora_nlg.train.batching import TrainingSequence, collate, epoch_plan, load_examples  # noqa: E402
 from lora_nlg.tokenizer import EOT_ID  # noqa: E402
+from lora_nlg.train.batching import TrainingSequence, collate, epoch_plan, load_examples  # noqa: E402
 from lora_nlg.train.objective import REFERENCE_DENOM_EPS, apply_precision, autocast, batch_loss_sum  # noqa: E402
 from lora_nlg.train.optim import ReferenceAdamW  # noqa: E402
 
@@ -96,7 +96,7 @@ def our_step(model, batch, precision_context) -> None:
 def reference_step(model, batch, precision_context) -> None:
     """The reference's computation: logits for all B x 512 positions, full log-softmax, masked smoothed mean."""
     b, s = batch.input_ids.shape
-    full_targets = torch.zeros(b, s, dtype=torch.long)
+    full_targets = torch.zeros(b, s, dtype=torch.long, device=batch.input_ids.device)
     full_targets[batch.loss_mask] = batch.targets
     with precision_context():
         logits = model(batch.input_ids)
@@ -117,17 +117,6 @@ def step_flops(cfg, batch, head_rows: int) -> float:
     return 2.0 * (linear + attention + 2 * d * cfg.vocab_size * head_rows)
 
 
-def measured_peak_flops(dtype: torch.dtype, size: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    best = math.inf
-    for _ in range(reps):
-        tic = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - tic)
-    return 2 * size ** 3 / best
-
-
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -146,46 +135,52 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hf", action="store_true", help="also time transformers + PEFT on the same batches, interleaved")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (ours, HF) with --hf; median reported")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (timed with CUDA events, GPU peak memory)")
+    ap.add_argument("--peak-size", type=int, default=2048, help="matmul size of the measured FLOP/s peak")
     args = ap.parse_args(argv)
+    device = device_of(args.device)
 
     torch.manual_seed(args.seed)
     examples, source = benchmark_examples(args.data)
-    model = GPT2.from_preset(args.model, lora=LoRAConfig(r=4, alpha=32, dropout=0.1)).train()
+    model = GPT2.from_preset(args.model, lora=LoRAConfig(r=4, alpha=32, dropout=0.1)).to(device).train()
     params = list(model.lora_parameters())
     opt = ReferenceAdamW(params, lr=2e-4, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     apply_precision(model, args.dtype)   # as the training stage does (train.setup.build_training_model)
-    precision_context = lambda: autocast(args.dtype, "cpu")  # noqa: E731
+    precision_context = lambda: autocast(args.dtype, device.type)  # noqa: E731
     units = epoch_plan([e.n_input for e in examples], args.batch, args.seed, 1, args.bucket_window)
     need = args.warmup + max(args.steps, args.pad_steps if args.pad else 0)
     units = (units * math.ceil(need / len(units)))[:need]
-    ours = [collate([examples[i] for i in u]) for u in units]
+    ours = [collate([examples[i] for i in u]).to(device) for u in units]
 
     def timed(step_fn, batch) -> float:
-        tic = time.perf_counter()
-        step_fn(model, batch, precision_context)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return time.perf_counter() - tic
+        with Timer(device) as t:
+            step_fn(model, batch, precision_context)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return t.seconds
 
     for batch in ours[:args.warmup]:
         timed(our_step, batch)
+    reset_peak_memory(device)
     timed_batches = ours[args.warmup:args.warmup + args.steps]
     seconds = [timed(our_step, b) for b in timed_batches]
     tokens = sum(b.n_tokens for b in timed_batches)
     flops = sum(step_flops(model.config, b, b.n_loss) for b in timed_batches)
-    peak = measured_peak_flops(dtype)
+    peak_mem = peak_memory_mb(device)
+    peak = measured_peak_flops(dtype, args.peak_size, device=device)
     result = {
         "model": args.model, "batch": args.batch, "dtype": args.dtype, "steps": args.steps, "data": source,
         "threads": torch.get_num_threads(), "mean_tokens_per_example": round(tokens / (len(timed_batches) * args.batch), 1),
         "mean_padded_len": round(statistics.mean(b.input_ids.shape[1] for b in timed_batches), 1),
         "tokens_per_s": round(tokens / sum(seconds), 1), "ms_per_step": round(1e3 * statistics.median(seconds), 1),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1), **precision_facts(args.dtype, device),
+        **({"peak_gpu_mb": peak_mem} if device.type == "cuda" else {}),
         "achieved_flops": round(flops / sum(seconds)), "peak_flops": round(peak),
         "mfu": round(flops / sum(seconds) / peak, 3),
     }
     if args.pad:
-        padded = [collate([examples[i] for i in u], pad_to=args.pad) for u in units]
+        padded = [collate([examples[i] for i in u], pad_to=args.pad).to(device) for u in units]
         timed(reference_step, padded[0])  # warm-up of the big shapes
         ours_s, ref_s, ours_tok, ref_tok = [], [], 0, 0
         for i in range(args.warmup, args.warmup + args.pad_steps):  # interleaved: A B A B
@@ -201,37 +196,40 @@ def main(argv: list[str] | None = None) -> int:
             "speedup": round((ours_tok / sum(ours_s)) / (ref_tok / sum(ref_s)), 2),
         })
     if args.hf:
-        result.update(compare_with_hf(args, model, opt, examples, units, precision_context, timed))
+        result.update(compare_with_hf(args, model, opt, examples, units, precision_context, timed, device))
     print(json.dumps(result), flush=True)
     return 0
 
 
-def compare_with_hf(args, model, opt, examples, units, precision_context, timed_ours) -> dict:
+def compare_with_hf(args, model, opt, examples, units, precision_context, timed_ours, device) -> dict:
     """Rounds of `--steps` updates of ours, then the same batches through transformers + PEFT (A B A B ...)."""
     from bench_hf import build_hf_peft_for_training, hf_training_step, padding_mask  # scripts/ is on sys.path
 
-    hf = build_hf_peft_for_training(model, dropout=0.1)
+    hf = build_hf_peft_for_training(model, dropout=0.1).to(device)
     hf_opt = torch.optim.AdamW([p for p in hf.parameters() if p.requires_grad], lr=2e-4, betas=(0.9, 0.999),
                                eps=1e-6, weight_decay=0.01)
-    batches = [([examples[i] for i in u], collate([examples[i] for i in u])) for u in units]
+    batches = [([examples[i] for i in u], collate([examples[i] for i in u]).to(device)) for u in units]
+    masks = [padding_mask([e.n_input for e in rows], b.input_ids.shape[1]).to(device) for rows, b in batches]
+    mask_of = {id(b): m for (_, b), m in zip(batches, masks)}
 
     def timed_hf(rows, batch) -> float:
-        mask = padding_mask([e.n_input for e in rows], batch.input_ids.shape[1])
-        tic = time.perf_counter()
-        hf_training_step(hf, batch, mask, precision_context, label_smoothing=0.1)
-        hf_opt.step()
-        hf_opt.zero_grad(set_to_none=True)
-        return time.perf_counter() - tic
+        with Timer(device) as t:
+            hf_training_step(hf, batch, mask_of[id(batch)], precision_context, label_smoothing=0.1)
+            hf_opt.step()
+            hf_opt.zero_grad(set_to_none=True)
+        return t.seconds
 
     for rows, batch in batches[:args.warmup]:
         timed_hf(rows, batch)
     timed_batches = batches[args.warmup:args.warmup + args.steps]
     tokens = sum(b.n_tokens for _, b in timed_batches)
     ours_rate, hf_rate = [], []
+    reset_peak_memory(device)
     for _ in range(args.rounds):
         ours_rate.append(tokens / sum(timed_ours(our_step, b) for _, b in timed_batches))
         hf_rate.append(tokens / sum(timed_hf(rows, b) for rows, b in timed_batches))
     return {"hf": {"tokens_per_s": round(statistics.median(hf_rate), 1), "rounds": args.rounds,
+                   **({"peak_gpu_mb_both": peak_memory_mb(device)} if device.type == "cuda" else {}),
                    "setup": "transformers GPT2LMHeadModel + PEFT LoRA r=4 alpha=32 on c_attn, dynamic padding, "
                             "logits at every position" + (", bf16 autocast" if args.dtype == "bf16" else "")},
             "interleaved_tokens_per_s": round(statistics.median(ours_rate), 1),

@@ -69,6 +69,29 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return out
 
 
+def _decoding_tiny_model(seed: int = 0):
+    """A random tiny GPT-2 with random (non-zero) LoRA adapters that writes hypotheses of several tokens: a random
+    tiny GPT-2 predicts the token it was just given, and every prompt ends in the 50256 separator, which would end
+    every hypothesis at once, so the end tokens' embeddings are shrunk."""
+    import torch
+
+    from lora_nlg import GPT2, LoRAConfig
+
+    torch.manual_seed(seed)
+    model = GPT2.from_preset("tiny", lora=LoRAConfig(r=4, alpha=32))
+    with torch.no_grad():
+        model.transformer.wte.weight[[EOT, 628]] *= 0.05
+        for p in model.lora_parameters():
+            p.normal_(0, 0.2)
+    return model
+
+
+@pytest.fixture(scope="session")
+def decoding_tiny_model() -> Callable[..., object]:
+    """`decoding_tiny_model(seed=0)`: see `_decoding_tiny_model`; each call builds a fresh model."""
+    return _decoding_tiny_model
+
+
 def _write_learnable_checkpoint(out: Path, preset: str) -> Path:
     import torch
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg.data import stage as data
-
 from lora_nlg.data import bpe_records as encoding
+from lora_nlg.data import stage as data
 from lora_nlg.data.datasets import dart, e2e, webnlg
 from lora_nlg.data.readers import Example
 from lora_nlg.tokenizer import get_tokenizer

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg.data import stage as data
-
 from lora_nlg.data import bpe_records as encoding
+from lora_nlg.data import stage as data
 from lora_nlg.download import DownloadError, download
 
 RAW = Path(__file__).resolve().parent / "fixtures" / "data" / "raw"

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import run_eval
 import score
+
 from lora_nlg.data import datasets, stage
 from lora_nlg.decode import reference_files
 

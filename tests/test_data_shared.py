@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg.data import stage as data
-
 from lora_nlg.data import bpe_records as encoding
-
 from lora_nlg.data import raw_files
+from lora_nlg.data import stage as data
 from lora_nlg.data.datasets import e2e, webnlg
 
 pytestmark = pytest.mark.shared

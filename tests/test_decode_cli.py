@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from lora_nlg import GPT2, LoRAConfig
-from lora_nlg.decode import reference_files as R
 from lora_nlg.config import load_config, save_config
+from lora_nlg.decode import reference_files as R
 from lora_nlg.decode.search import beam_search
 from lora_nlg.decode.stage import main
 from lora_nlg.tokenizer import get_tokenizer
@@ -24,17 +22,10 @@ DECODE = ["decode.beam=3", "decode.max_new_tokens=8", "decode.batch_size=2"]
 
 
 @pytest.fixture(scope="module")
-def run_env(tmp_path_factory):
+def run_env(tmp_path_factory, decoding_tiny_model):
     """runs/tiny-run/{config.yaml, final/lora.safetensors, final/peft/}, a base checkpoint and data/webnlg/test.jsonl."""
     root = tmp_path_factory.mktemp("decode-cli")
-    torch.manual_seed(0)
-    model = GPT2.from_preset("tiny", lora=LoRAConfig(r=4, alpha=32))
-    with torch.no_grad():
-        # A random tiny GPT-2 predicts the token it was just given; after the 50256 separator that ends every
-        # hypothesis at once. Shrinking the end tokens' embeddings gives outputs of several tokens.
-        model.transformer.wte.weight[[50256, 628]] *= 0.05
-        for p in model.lora_parameters():
-            p.normal_(0, 0.2)
+    model = decoding_tiny_model()
     base = root / "base"
     model.save_pretrained(base)
     run = root / "runs" / "tiny-run"

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import run_eval
 import score
 from evalcommon.text_files import EvalInputError

@@ -5,7 +5,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 from e2e_official import coco_caption, inputs, mteval
 from evalcommon.text_files import EvalInputError, check_same_count, read_lines
 

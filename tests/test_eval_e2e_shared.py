@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from e2e_official import coco_caption, inputs, mteval, scorer
 
 REPO = Path(__file__).resolve().parents[1]

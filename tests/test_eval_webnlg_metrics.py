@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from geneval import corpus_ter, multi_bleu_detok, nltk35_bleu, scorer, ter
 from geneval.nltk35_punkt import english_model, sent_tokenize
 from geneval.nltk35_tokenize import treebank_tokenize, word_tokenize

@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from evalcommon.text_files import EvalInputError
 from geneval import inputs, scorer
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from geneval import inputs, multi_bleu_detok, scorer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import lora_nlg
-from lora_nlg import GPT2, LoRAConfig
+from lora_nlg import GPT2
 from lora_nlg.config import load_config, save_config
 from lora_nlg.data.bpe_records import encode_examples, jsonl_lines
 from lora_nlg.data.datasets.e2e import read_e2e_csv
@@ -31,16 +30,10 @@ CHALLENGE_CSV = ('mr,ref\n"name[The Eagle], eatType[coffee shop], food[French], 
 
 
 @pytest.fixture(scope="module")
-def e2e_run(tmp_path_factory):
+def e2e_run(tmp_path_factory, decoding_tiny_model):
     """runs/tiny-e2e/{config.yaml, final/lora.safetensors} on a tiny random base, and data/e2e/test.jsonl."""
     root = tmp_path_factory.mktemp("generate")
-    torch.manual_seed(0)
-    model = GPT2.from_preset("tiny", lora=LoRAConfig(r=4, alpha=32))
-    with torch.no_grad():
-        # a random tiny GPT-2 repeats its last token, and every prompt ends in 50256: shrink the end tokens
-        model.transformer.wte.weight[[50256, 628]] *= 0.05
-        for p in model.lora_parameters():
-            p.normal_(0, 0.2)
+    model = decoding_tiny_model()
     model.save_pretrained(root / "base")
     run = root / "runs" / "tiny-e2e"
     (run / "final").mkdir(parents=True)
@@ -84,6 +77,14 @@ def test_cli_and_python_give_the_decode_stage_text(e2e_run):
     assert [r["input"] for r in rows] == CONTEXTS and [r["line"] for r in rows] == [1, 2, 3, 4]
     assert [r["tokens"] for r in rows] == [len(p["hypothesis_ids"]) for p in e2e_run["predictions"]]
     assert [r["score"] for r in rows] == pytest.approx([p["score"] for p in e2e_run["predictions"]], abs=1e-5)
+
+
+def test_dtype_auto_is_resolved_for_this_machine(e2e_run, monkeypatch):
+    from lora_nlg import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)  # an AVX2-only CPU: auto means fp32
+    want = [p["hypothesis"] for p in e2e_run["predictions"]]
+    assert lora_nlg.generate(e2e_run["run"], CONTEXTS, dtype="auto") == want
 
 
 def test_decode_overrides_change_the_search(e2e_run):

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from lora_nlg import GPT2, KVCache
-from lora_nlg.model.weights import CheckpointError
 
 transformers = pytest.importorskip("transformers")
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
 
-from lora_nlg.model import hub as pretrained
 from lora_nlg.download import DownloadError
+from lora_nlg.model import hub as pretrained
 
 
 class FakeHub(http.server.BaseHTTPRequestHandler):

@@ -374,14 +374,9 @@ def test_training_state_is_written_without_torch_file_writer(tmp_path, monkeypat
 
 # ============================================================================ class 6: decode settings
 @pytest.fixture(scope="module")
-def decode_env(tmp_path_factory):
+def decode_env(tmp_path_factory, decoding_tiny_model):
     root = tmp_path_factory.mktemp("decode-rel")
-    torch.manual_seed(0)
-    model = GPT2.from_preset("tiny", lora=LoRAConfig(r=4, alpha=32))
-    with torch.no_grad():
-        model.transformer.wte.weight[[50256, 628]] *= 0.05
-        for p in model.lora_parameters():
-            p.normal_(0, 0.2)
+    model = decoding_tiny_model()
     base = root / "base"
     model.save_pretrained(base)
     runs = root / "runs"

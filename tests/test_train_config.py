@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lora_nlg.config import (ConfigError, RunConfig, load_config, save_config, valid_keys)
+from lora_nlg.config import ConfigError, RunConfig, load_config, save_config, valid_keys
 from lora_nlg.model.lora_config import LoRAConfig
-from lora_nlg.train.optim import derive_max_steps
 from lora_nlg.train.loop import main
+from lora_nlg.train.optim import derive_max_steps
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONTRACT_KEYS = ["train.lr", "train.batch_size", "train.grad_acc", "train.max_steps", "train.epochs",

@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from lora_nlg import GPT2, LoRAConfig
-from lora_nlg.train.batching import (DataError, collate, epoch_plan, load_examples, rank_share, split_by_tokens,
-                                     validation_batches)
+from lora_nlg.train.batching import (
+    DataError,
+    collate,
+    epoch_plan,
+    load_examples,
+    rank_share,
+    split_by_tokens,
+    validation_batches,
+)
 from lora_nlg.train.objective import REFERENCE_DENOM_EPS, token_loss_sum
 from lora_nlg.train.optim import ReferenceAdamW, lr_lambda
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from evalcommon.text_files import EvalInputError, read_lines
+
 from lora_nlg.data.readers import DataError, read_jsonl_objects, read_utf8
 from lora_nlg.utf8_files import Utf8FileError, read_utf8_lines, split_lines
 

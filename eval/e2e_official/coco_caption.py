@@ -20,8 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
-from evalcommon.java_tools import JavaToolError, find_java, find_jars, meteor_command
+from evalcommon.java_tools import JavaToolError, find_jars, find_java, meteor_command
 
 PTB_PUNCTUATION = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
                              ".", "?", "!", ",", ":", "-", "--", "...", ";"])

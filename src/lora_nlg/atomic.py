@@ -149,6 +149,16 @@ def _signals_held() -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------------- one file
+def _temp_file_for(path: Path) -> Path:
+    """A fresh temp name beside `path`, whose parent now exists; `path` must not be a directory, and temp files a
+    killed writer left for it are removed."""
+    _make_parent(path)
+    if path.is_dir():
+        raise WriteError(path, "is a directory", errno.EISDIR)
+    remove_stale_temporaries(path)
+    return _temp_path(path)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator:
     """Open a temp file beside `path`; it replaces `path` only if the block finishes without error.
@@ -157,11 +167,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iter
         raise ValueError(f"atomic_file writes a whole file: mode must contain 'w', got {mode!r}")
     path = Path(path)
     with writing(path):
-        _make_parent(path)
-        if path.is_dir():
-            raise WriteError(path, "is a directory", errno.EISDIR)
-        remove_stale_temporaries(path)
-        tmp = _temp_path(path)
+        tmp = _temp_file_for(path)
         try:
             with open(tmp, mode.replace("w", "x"), **open_kwargs) as f:  # 0666 less the umask, like open(path)
                 yield f
@@ -184,11 +190,7 @@ def write_files_together(files: Mapping[str | os.PathLike, str | bytes]) -> None
         for target, data in files.items():
             target = Path(target)
             with writing(target):
-                _make_parent(target)
-                if target.is_dir():
-                    raise WriteError(target, "is a directory", errno.EISDIR)
-                remove_stale_temporaries(target)
-                tmp = _temp_path(target)
+                tmp = _temp_file_for(target)
                 staged.append((target, tmp))
                 with open(tmp, "xb") as f:
                     f.write(data.encode("utf-8") if isinstance(data, str) else data)

@@ -95,7 +95,9 @@ class TrainConfig:
     schedule: str = "linear"    # linear (warmup, then linear decay to 0) | cosine (warmup, cosine to 0) | constant
     warmup_steps: int = 500
     # Numerics and speed.
-    precision: str = "fp32"     # fp32 | bf16 (autocast, CPU and CUDA) | fp16 (autocast + grad scaler, CUDA only)
+    precision: str = "fp32"     # fp32 | bf16 (autocast, CPU and CUDA) | fp16 (autocast + grad scaler, CUDA only) |
+                                #   auto (bf16 where the hardware computes it natively, else fp32; config.yaml
+                                #   records the resolved value, lora_nlg/precision.py decides)
     compile: bool = False       # torch.compile the model
     device: str = "auto"        # auto (cuda:LOCAL_RANK if available, else cpu) | cpu | cuda
     # Logging, validation and checkpoints (intervals in optimizer updates; 0 disables).
@@ -125,7 +127,8 @@ class TrainConfig:
         require(0 <= self.label_smoothing < 1, "train.label_smoothing", self.label_smoothing, "not in [0, 1)")
         require(self.schedule in ("linear", "cosine", "constant"), "train.schedule", self.schedule,
                 "not linear|cosine|constant")
-        require(self.precision in ("fp32", "bf16", "fp16"), "train.precision", self.precision, "not fp32|bf16|fp16")
+        require(self.precision in ("fp32", "bf16", "fp16", "auto"), "train.precision", self.precision,
+                "not fp32|bf16|fp16|auto")
         require(self.device in ("auto", "cpu", "cuda"), "train.device", self.device, "not auto|cpu|cuda")
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lora_nlg.data.datasets import Dataset, registry
-from lora_nlg.download import DownloadError, download, sha256_file
 from lora_nlg.data.readers import SPLITS, DataError, read_utf8
+from lora_nlg.download import DownloadError, download, sha256_file
 
 # Package data, so an installed lora-nlg finds it too (not a file of the repository checkout).
 DEFAULT_MANIFEST = Path(__file__).resolve().with_name("manifest.tsv")

@@ -26,9 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_nlg.atomic import WriteError, atomic_dir, check_writable
+from lora_nlg.data.bpe_records import (
+    atomic_write_lines,
+    encode_examples,
+    jsonl_lines,
+    merged_stats,
+    split_stats,
+    stats_text,
+)
 from lora_nlg.data.datasets import Dataset, dataset_names, get_dataset, registry
-from lora_nlg.data.bpe_records import (atomic_write_lines, encode_examples, jsonl_lines, merged_stats, split_stats,
-                                       stats_text)
 from lora_nlg.data.raw_files import DEFAULT_MANIFEST, ManifestEntry, download_split, read_manifest, verify_files
 from lora_nlg.data.readers import SPLITS, DataError, SplitSource
 

@@ -27,12 +27,19 @@ import torch
 
 from lora_nlg.config import ConfigError, RunConfig, load_config
 from lora_nlg.data.bpe_records import encode_contexts
-from lora_nlg.data.datasets.e2e import E2E_ATTRIBUTE_NAMES, e2e_mr_to_lora
-from lora_nlg.decode.reference_files import cut_text
 from lora_nlg.data.datasets import dataset_names
+from lora_nlg.data.datasets.e2e import E2E_ATTRIBUTE_NAMES, e2e_mr_to_lora
 from lora_nlg.decode.beam_settings import BeamSettings
+from lora_nlg.decode.reference_files import cut_text
 from lora_nlg.decode.search import generate
-from lora_nlg.decode.stage import DTYPES, DecodeError, load_decode_model, ready_for_inference
+from lora_nlg.decode.stage import (
+    DTYPE_CHOICES,
+    DecodeError,
+    add_model_source_arguments,
+    load_decode_model,
+    ready_for_inference,
+    resolve_dtype,
+)
 from lora_nlg.model.gpt2 import GPT2
 from lora_nlg.model.network import CheckpointError
 from lora_nlg.run_dir import CONFIG_FILE, RunError, read_config
@@ -163,7 +170,8 @@ def generate_text(model_or_run, inputs: Sequence[str], *, checkpoint: str = "fin
     overrides = [f"decode.{k}={json.dumps(v)}" for k, v in decode_overrides.items()]
     model, cfg, _, run_dataset = load_for_generation(model_or_run, overrides, checkpoint, config)
     if not isinstance(model_or_run, GPT2):
-        ready_for_inference(model, resolve_device(device), dtype)
+        target = resolve_device(device)
+        ready_for_inference(model, target, resolve_dtype(dtype, target))
     contexts, errors = [], []
     for number, line in enumerate(inputs, 1):
         try:
@@ -194,16 +202,12 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--jsonl", action="store_true",
                    help="print one JSON object per line: line, input, context, text, score, tokens, finished "
                         "(or error)")
-    p.add_argument("--checkpoint", default="final", help="adapter of the run: final (default), best or step-N")
-    p.add_argument("--merged", help="a merged Hugging Face checkpoint dir instead of a run adapter")
-    p.add_argument("--peft", help="a PEFT adapter dir (adapter_config.json + adapter_model.safetensors)")
-    p.add_argument("--base", help="base checkpoint for --peft (default: the run's base or the adapter's "
-                                  "base_model_name_or_path)")
-    p.add_argument("--config", help="config YAML for --merged/--peft without --run (default: built-in defaults)")
+    add_model_source_arguments(p)
     p.add_argument("--dataset", choices=dataset_names(),
                    help="check inputs as this dataset's (default: the config's data.dataset)")
     p.add_argument("--runs-dir", default="checkpoints", help="where run directories live (default checkpoints)")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="model precision (default fp32)")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32",
+                   help="model precision (default fp32; auto: bf16 where the hardware computes it natively)")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
     p.add_argument("--max-batch-tokens", type=int, default=0,
                    help="also cap a batch at this many cache slots (inputs x (prompt + beam x max_new_tokens))")
@@ -239,7 +243,8 @@ def run(args) -> int:
     lines = read_input_lines(args.input)
     model, what = load_decode_model(cfg, run_dir=run_dir, checkpoint=args.checkpoint, merged=args.merged,
                                     peft=args.peft, base=args.base)
-    ready_for_inference(model, resolve_device(args.device), args.dtype)
+    device = resolve_device(args.device)
+    ready_for_inference(model, device, resolve_dtype(args.dtype, device))
     print(f"generate: {what}, {len(lines)} input line(s) from {source}\n  {decode_settings(cfg)}", file=sys.stderr)
     contexts: dict[int, str] = {}   # line number -> serialisation
     results: dict[int, Generated | InputError] = {}

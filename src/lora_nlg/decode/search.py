@@ -118,25 +118,34 @@ def plan_batches(lengths: list[int], settings: BeamSettings, batch_size: int, ma
 # ------------------------------------------------------------------------------------------ the search
 def search_batch(model, prompts: list[list[int]], s: BeamSettings, early_stop: bool = True,
                  stats: dict | None = None) -> list[Hypothesis]:
-    """Beam search for one batch of prompts: one prefill per prompt, then B x K rows per forward."""
+    """Beam search for one batch of prompts: one prefill per prompt, then B x K rows per forward.
+
+    Host-device synchronisations per step (what stalls a GPU): one to learn which inputs may stop (only with
+    early_stop), and one inside `topk_stable` to learn whether a tie crosses its window. Everything else (the
+    bookkeeping of the best hypotheses, bans, the cache reorder) stays on the device as tensor operations.
+    """
     device = model.lm_head_weight.device
     B, K, M, V = len(prompts), s.beam, s.max_new_tokens, model.config.vocab_size
-    lengths = torch.tensor([len(p) for p in prompts], device=device)
-    ids = torch.zeros(B, int(lengths.max()), dtype=torch.long, device=device)
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros(B, width, dtype=torch.long)
     for b, p in enumerate(prompts):
         ids[b, :len(p)] = torch.tensor(p, dtype=torch.long)
-    last = torch.zeros_like(ids, dtype=torch.bool)
+    ids = ids.to(device)
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    last = torch.zeros(B, width, dtype=torch.bool, device=device)  # a mask (the prefill may sync once per batch)
     last[torch.arange(B, device=device), lengths - 1] = True
-    cache = BeamKVCache(n_inputs=B, beam=K, prompt_len=ids.shape[1], max_new_tokens=M)
+    cache = BeamKVCache(n_inputs=B, beam=K, prompt_len=width, max_new_tokens=M, device=device)
     logits = model(ids, kv_cache=cache, input_lengths=lengths, logits_mask=last)  # [B, V]: one row per prompt
     sdt = torch.promote_types(logits.dtype, torch.float32)  # scores never accumulate in bf16
     eos = torch.tensor(s.eos_ids, dtype=torch.long, device=device)
     neg_inf = torch.tensor(float("-inf"), dtype=sdt, device=device)
-    # lp_denominator[L] = L ** length_penalty for a hypothesis of L generated tokens (index 0 unused)
-    lp_denominator = [neg_inf] + [torch.tensor(float(L) ** s.length_penalty, dtype=sdt, device=device)
-                                  for L in range(1, M + 1)]
+    # lp_denominator[L] = L ** length_penalty for a hypothesis of L generated tokens (index 0 unused), computed in
+    # Python floats as the reference does and copied to the device once
+    lp_denominator = torch.tensor([float("-inf")] + [float(L) ** s.length_penalty for L in range(1, M + 1)],
+                                  dtype=sdt, device=device)
 
     active = torch.arange(B, device=device)              # inputs still searching (batch positions)
+    n_active = B                                          # len(active), known on the host
     scores = torch.zeros(B, 1, dtype=sdt, device=device)  # [b, beams]: beam log-prob sums
     history = torch.zeros(B, 1, M, dtype=torch.long, device=device)  # generated tokens per beam
     best_score = torch.full((B,), float("-inf"), dtype=sdt, device=device)
@@ -146,22 +155,22 @@ def search_batch(model, prompts: list[list[int]], s: BeamSettings, early_stop: b
     best_finished = torch.zeros(B, dtype=torch.bool, device=device)
 
     def offer(candidates: torch.Tensor, norm: torch.Tensor, step_len: int, finished: bool) -> None:
-        """Take, per input, the first best of the candidates [b, K] if it beats the best so far (strictly)."""
+        """Take, per input, the first best of the candidates [b, K] if it beats the best so far (strictly);
+        inputs without a candidate or a better one keep theirs (written back unchanged: no data-dependent branch)."""
         masked = torch.where(candidates, norm, neg_inf)
         top = masked.max(dim=1).values
         first = (candidates & (norm == top[:, None])).to(torch.int8).argmax(dim=1)  # first in rank order
         take = candidates.any(dim=1) & (~has_best[active] | (best_score[active] < top))
-        if take.any():
-            rows, where = active[take], first[take]
-            best_score[rows] = top[take]
-            has_best[rows] = True
-            best_ids[rows] = history[take, where]
-            best_len[rows] = step_len
-            best_finished[rows] = finished
+        best_score[active] = torch.where(take, top, best_score[active])
+        has_best[active] = has_best[active] | take
+        chosen = history.gather(1, first[:, None, None].expand(-1, 1, M)).squeeze(1)
+        best_ids[active] = torch.where(take[:, None], chosen, best_ids[active])
+        best_len[active] = torch.where(take, step_len, best_len[active])
+        best_finished[active] = torch.where(take, finished, best_finished[active])
 
     for step in range(M):
-        b = len(active)
-        logp = torch.log_softmax(apply_bans(logits.to(sdt), history.view(-1, M)[:, :step], step, s), dim=-1)
+        b = n_active
+        logp = torch.log_softmax(apply_bans(logits.to(sdt), history.view(-1, M)[:, :step], step, s, eos), dim=-1)
         if step == 0:
             candidates = logp.view(b, V)  # all beams hold the same prompt: expand beam 0 only
         else:
@@ -173,82 +182,98 @@ def search_batch(model, prompts: list[list[int]], s: BeamSettings, early_stop: b
         history[:, :, step] = token
 
         ended = torch.isin(token, eos)
-        if ended.any():
-            offer(ended, scores / lp_denominator[step + 1], step + 1, True)
-            scores = torch.where(ended, neg_inf, scores)
+        offer(ended, scores / lp_denominator[step + 1], step + 1, True)
+        scores = torch.where(ended, neg_inf, scores)
         if step == M - 1:
             offer(torch.ones_like(ended), scores / lp_denominator[M], M, False)
             break
 
-        keep = torch.ones(b, dtype=torch.bool, device=device)
+        leaving = 0
         if early_stop:
             # Future lengths L in [step+2, M]; L ** lp is monotone, so its maximum is at an end of the range.
             denominator = torch.maximum(lp_denominator[step + 2], lp_denominator[M])
             bound = scores.max(dim=1).values / denominator
             keep = ~(has_best[active] & (best_score[active] >= bound))
-            if not keep.any():
-                if stats is not None:
-                    stats["stopped_early"] = stats.get("stopped_early", 0) + b
+            leaving = b - int(keep.sum())  # the step's one synchronisation: may inputs stop?
+            if stats is not None:
+                stats["stopped_early"] = stats.get("stopped_early", 0) + leaving
+            if leaving == b:
                 break
-        rows_per_input = 1 if step == 0 else K
-        cache_rows = (torch.arange(b, device=device)[:, None] * rows_per_input + source)[keep].view(-1)
-        cache.reorder_(cache_rows)  # beams follow their parents; finished inputs leave the batch
-        if not keep.all():
-            active, scores, history, token = active[keep], scores[keep], history[keep], token[keep]
+        if leaving:  # inputs leave the batch: their rows and keys go (a step that is not steady state)
+            kept = keep.nonzero().squeeze(1)
+            cache.reorder_beams_(source[kept], kept)
+            active, scores, history, token = active[kept], scores[kept], history[kept], token[kept]
+            n_active = b - leaving
+        else:
+            cache.reorder_beams_(source)  # beams follow their parents
         logits = model(token.view(-1, 1), kv_cache=cache)[:, -1]
         if stats is not None:
             stats["steps"] = stats.get("steps", 0) + 1
-            stats["beam_rows"] = stats.get("beam_rows", 0) + len(cache_rows)
-            stats["stopped_early"] = stats.get("stopped_early", 0) + int((~keep).sum())
+            stats["beam_rows"] = stats.get("beam_rows", 0) + n_active * K
 
     out = []
-    for b in range(B):
-        n = int(best_len[b]) - (1 if best_finished[b] else 0)
-        out.append(Hypothesis(best_ids[b, :n].tolist(), float(best_score[b]), bool(best_finished[b])))
+    for score, n_ids, finished, row in zip(best_score.tolist(), best_len.tolist(), best_finished.tolist(),
+                                           best_ids.tolist()):
+        n = n_ids - (1 if finished else 0)
+        out.append(Hypothesis(row[:n], score, finished))
     return out
 
 
-def apply_bans(logits: torch.Tensor, history: torch.Tensor, step: int, s: BeamSettings) -> torch.Tensor:
+def apply_bans(logits: torch.Tensor, history: torch.Tensor, step: int, s: BeamSettings,
+               eos: torch.Tensor | None = None) -> torch.Tensor:
     """The reference's logit processing, in its order, on rows [R, V] with generated tokens `history` [R, step].
 
-    Modifies `logits` in place (the caller passes a fresh tensor) and returns it.
+    Modifies `logits` in place (the caller passes a fresh tensor) and returns it. `eos`: s.eos_ids as a tensor on
+    the logits' device (made here if not given). No operation here waits for the device.
     """
     if step > 0 and s.repetition_penalty != 1.0:
         # each distinct generated token once: a repeated index gathers the original value and writes the same result
         seen = logits.gather(1, history)
         logits.scatter_(1, history, torch.where(seen < 0, seen * s.repetition_penalty, seen / s.repetition_penalty))
     if step < s.min_length and s.eos_ids:
-        logits[:, list(s.eos_ids)] = float("-inf")
+        if eos is None:
+            eos = torch.tensor(s.eos_ids, dtype=torch.long, device=logits.device)
+        logits.index_fill_(1, eos, float("-inf"))
     n = s.no_repeat_ngram_size
     if n == 1 and step > 0:
         logits.scatter_(1, history, float("-inf"))
     elif n > 1 and step >= n:
         # windows[:, j] = tokens j .. j+n-2; the last window is the current (n-1)-token suffix; a match at j bans
-        # the token that followed that prefix, history[:, j+n-1]
+        # the token that followed that prefix, history[:, j+n-1]. A token may follow several prefixes, matched or
+        # not: the minimum over -inf (matched) and +inf (not) bans it if any matched, deterministically.
         windows = history.unfold(1, n - 1, 1)
         match = (windows[:, :-1] == windows[:, -1:]).all(dim=-1)
-        rows, starts = match.nonzero(as_tuple=True)
-        if len(rows):
-            logits[rows, history[rows, starts + n - 1]] = float("-inf")
+        followers = history[:, n - 1:step]
+        logits.scatter_reduce_(1, followers, torch.where(match, float("-inf"), float("inf")).to(logits.dtype),
+                               reduce="amin")
     return logits
 
 
 def topk_stable(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, the k largest values in descending order with ties broken by lower index (= the first k of a
-    stable descending sort), so the result depends only on the row's values, never on the batch around it."""
+    stable descending sort), so the result depends only on the row's values, never on the batch around it.
+
+    torch.topk breaks ties arbitrarily, so it takes a window of 2k and orders it by (value descending, index
+    ascending): exact unless a tie at the k-th value reaches the window's end, which one synchronisation checks
+    (such rows are redone over the whole row; in beam search only an input whose beams all died can tie so).
+    """
     n = x.shape[1]
     if k >= n:
         return torch.sort(x, dim=1, descending=True, stable=True)
-    values, index = torch.topk(x, k + 1, dim=1)
-    ambiguous = values[:, k - 1] == values[:, k]  # the k-th value continues past the cut: pick lowest indices
-    values, index = values[:, :k].contiguous(), index[:, :k].contiguous()
-    for r in ambiguous.nonzero().flatten().tolist():
-        row, threshold = x[r], values[r, k - 1]
-        above = (row > threshold).nonzero().flatten()
-        at = (row == threshold).nonzero().flatten()[: k - len(above)]
-        index[r] = torch.cat([above, at])
-        values[r] = row[index[r]]
+    w = min(n, 2 * k)
+    values, index = torch.topk(x, w, dim=1)
     # canonical order: value descending, then index ascending
     index, by_index = index.sort(dim=1)
     values, order = values.gather(1, by_index).sort(dim=1, descending=True, stable=True)
-    return values, index.gather(1, order)
+    index = index.gather(1, order)
+    if w < n:
+        overflow = values[:, k - 1] == values[:, w - 1]  # the k-th value may continue past the window
+        if bool(overflow.any()):
+            for r in overflow.nonzero().flatten().tolist():
+                row, threshold = x[r], values[r, k - 1]
+                above = (row > threshold).nonzero().flatten()
+                at = (row == threshold).nonzero().flatten()[: k - len(above)]
+                ranked = torch.cat([above, at])
+                ranked = ranked[torch.sort(row[ranked], descending=True, stable=True).indices]
+                index[r, :k], values[r, :k] = ranked, row[ranked]
+    return values[:, :k].contiguous(), index[:, :k].contiguous()

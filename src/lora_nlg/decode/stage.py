@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from lora_nlg import precision
 from lora_nlg.atomic import WriteError, atomic_dir, atomic_file, check_writable, json_text
 from lora_nlg.config import ConfigError, load_config
 from lora_nlg.data.datasets import SUBSET_SEEN, dataset_names, get_dataset
@@ -34,6 +35,19 @@ class DecodeError(RunError):
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
+
+
+DTYPE_CHOICES = (*DTYPES, "auto")
+
+
+def resolve_dtype(requested: str, device, announce: bool = True) -> str:
+    """--dtype auto -> bf16 or fp32 for `device` (lora_nlg.precision); bf16 where it is emulated warns."""
+    if requested not in ("auto", "bf16"):
+        return requested
+    dtype, warning = precision.resolve(requested, device, "--dtype")
+    if warning and announce:
+        print(warning, file=sys.stderr)
+    return dtype
 
 
 def load_model(args, cfg) -> tuple[object, str]:
@@ -75,6 +89,16 @@ def _peft_base(adapter_dir: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ CLI
+def add_model_source_arguments(p: argparse.ArgumentParser) -> None:
+    """What to decode with besides a run (decode and generate take the same options)."""
+    p.add_argument("--checkpoint", default="final", help="adapter of the run: final (default), best or step-N")
+    p.add_argument("--merged", help="a merged Hugging Face checkpoint dir instead of a run adapter")
+    p.add_argument("--peft", help="a PEFT adapter dir (adapter_config.json + adapter_model.safetensors)")
+    p.add_argument("--base", help="base checkpoint for --peft (default: the run's base or the adapter's "
+                                  "base_model_name_or_path)")
+    p.add_argument("--config", help="config YAML for --merged/--peft without --run (default: built-in defaults)")
+
+
 def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(prog="python -m lora_nlg.decode",
                                 description="Beam-search every unique input of a split and write predictions plus "
@@ -85,17 +109,14 @@ def parse_args(argv: list[str] | None):
                         "checkpoints/<RUN>/decode/<split>/. Under torchrun spell it --run-name (torchrun's own "
                         "--run-path option claims the prefix --run)")
     p.add_argument("--split", default="test", help="data split (default test)")
-    p.add_argument("--checkpoint", default="final", help="adapter of the run: final (default), best or step-N")
-    p.add_argument("--merged", help="decode a merged Hugging Face checkpoint dir instead of a run adapter")
-    p.add_argument("--peft", help="decode a PEFT adapter dir (adapter_config.json + adapter_model.safetensors)")
-    p.add_argument("--base", help="base checkpoint for --peft (default: the run's base or the adapter's "
-                                  "base_model_name_or_path)")
-    p.add_argument("--config", help="config YAML for --merged/--peft without --run (default: built-in defaults)")
+    add_model_source_arguments(p)
     p.add_argument("--dataset", choices=dataset_names(), help="default: data.dataset of the config")
     p.add_argument("--data", help="data jsonl (default: <data.dir or data/<dataset>>/<split>.jsonl)")
     p.add_argument("--out", help="output dir (default: checkpoints/<RUN>/decode/<split>/)")
     p.add_argument("--runs-dir", default="checkpoints", help="where run directories live (default checkpoints)")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="model precision (default fp32)")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32",
+                   help="model precision (default fp32; auto: bf16 where the hardware computes it natively, else "
+                        "fp32; decode.json records the resolved one)")
     p.add_argument("--max-inputs", type=int, default=0, help="decode only the first N unique inputs (0 = all)")
     p.add_argument("--max-batch-tokens", type=int, default=0,
                    help="also cap a batch at this many cache slots (inputs x (prompt + beam x max_new_tokens))")
@@ -148,7 +169,8 @@ def run(args) -> dict:
         refs_mod.reference_files(dataset, examples, {e.context: "" for e in inputs}, cfg.decode.ref_num,
                                  args.tokenize, args.lower, source=str(data_path))
         model, what = load_model(args, cfg)
-        ready_for_inference(model, env.device, args.dtype)
+        dtype = resolve_dtype(args.dtype, env.device, announce=env.rank == 0)
+        ready_for_inference(model, env.device, dtype)
         d = cfg.decode
         truncated = check_fits_model(settings, model.config, [len(e.context_ids) for e in inputs], what)
         if env.rank == 0:
@@ -157,7 +179,8 @@ def run(args) -> dict:
                       f"positions less decode.max_new_tokens={settings.max_new_tokens}; their first tokens are "
                       f"dropped (the reference's left truncation)", file=sys.stderr)
             print(f"decode: {what}\n  {len(inputs)} unique inputs of {data_path} ({len(examples)} references), "
-                  f"{env.world_size} process(es), {args.dtype}, {env.device}\n  {settings}", file=sys.stderr)
+                  f"{env.world_size} process(es), {dtype}"
+                  f"{' (auto)' if args.dtype == 'auto' else ''}, {env.device}\n  {settings}", file=sys.stderr)
         # Strided shares of the length-sorted inputs give every rank about the same work.
         by_length = sorted(range(len(inputs)), key=lambda i: -len(inputs[i].context_ids))
         mine = by_length[env.rank::env.world_size]
@@ -174,7 +197,7 @@ def run(args) -> dict:
                 raise DecodeError(f"gathered {len(results)} hypotheses for {len(inputs)} inputs")
             summary = {"model": what, "dataset": dataset, "split": args.split, "data": str(data_path),
                        "inputs": len(inputs), "references": len(examples), "processes": env.world_size,
-                       "dtype": args.dtype, "seconds": round(time.time() - start, 2),
+                       "dtype": dtype, "dtype_requested": args.dtype, "seconds": round(time.time() - start, 2),
                        "inputs_per_s": round(len(inputs) / max(time.time() - start, 1e-9), 3),
                        "stopped_early": sum(st.get("stopped_early", 0) for _, st in gathered),
                        "decode": asdict(d)}

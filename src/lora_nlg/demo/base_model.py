@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lora_nlg.atomic import WriteError, atomic_dir
-from lora_nlg.model.gpt2 import GPT2
 from lora_nlg.model.architecture import GPT2Config
+from lora_nlg.model.gpt2 import GPT2
 from lora_nlg.tokenizer import EOT_ID, VOCAB_SIZE, get_tokenizer
 
 

@@ -14,9 +14,9 @@ import math
 import sys
 from pathlib import Path
 
+from lora_nlg.atomic import atomic_file
 from lora_nlg.data.bpe_records import jsonl_lines, load_jsonl
 from lora_nlg.data.readers import read_jsonl_objects
-from lora_nlg.atomic import atomic_file
 
 
 def group_by_context(records: list[dict]) -> list[list[dict]]:

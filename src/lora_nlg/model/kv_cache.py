@@ -6,11 +6,11 @@
   mask, so a beam reorder copies no keys and attention reads each input's keys once for all K beams.
 
 Storage is allocated at the first write, in the dtype and device of the computed keys, so a cache follows the
-model's precision (fp32, bf16 autocast, fp64) without being told.
+model's precision (fp32, bf16 autocast, fp64) without being told. Its bookkeeping tensors (lengths, ancestry)
+live on `device`, the model's, and the furthest position written is also tracked on the host (`max_length`),
+so a decoding step needs no host-device synchronisation to know where it is.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +45,10 @@ class _RowGatherer:
 class KVCache:
     """Per-layer keys/values [rows, heads, max_len, head_dim]; every row has its own length."""
 
-    def __init__(self, batch_size: int, max_len: int) -> None:
+    def __init__(self, batch_size: int, max_len: int, device: torch.device | str | None = None) -> None:
         self.batch_size, self.max_len = batch_size, max_len
-        self.lengths = torch.zeros(batch_size, dtype=torch.long)
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.max_length = 0  # max(lengths), known on the host
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
         self.slots_in_use = 0  # attention spans slots [0, slots_in_use): the furthest position written so far + 1
@@ -78,11 +79,14 @@ class KVCache:
     def advance(self, added: torch.Tensor | int) -> None:
         """After a forward: each row grew by `added` tokens (per row, or the same for all)."""
         self.lengths = self.lengths + added
+        # per-row growth (a prefill of different lengths) is the one place that reads a length back
+        self.max_length = int(self.lengths.max()) if isinstance(added, torch.Tensor) else self.max_length + added
 
     def reorder_(self, index: torch.Tensor) -> None:
         """Rows become old rows[index]: beam reordering, or expanding B prompts to B*K beams."""
         index = index.to(self.lengths.device)
         self.lengths = self.lengths.index_select(0, index)
+        self.max_length = int(self.lengths.max()) if len(index) else 0
         self._gatherer.gather_("k", self.k, index, self.slots_in_use)
         self._gatherer.gather_("v", self.v, index, self.slots_in_use)
         self.batch_size = len(index)
@@ -103,16 +107,18 @@ class BeamKVCache:
     each followed by a `reorder_` (beams follow their parents; an input whose rows are all left out leaves).
     """
 
-    def __init__(self, n_inputs: int, beam: int, prompt_len: int, max_new_tokens: int) -> None:
+    def __init__(self, n_inputs: int, beam: int, prompt_len: int, max_new_tokens: int,
+                 device: torch.device | str | None = None) -> None:
         self.beam, self.prompt_len, self.max_new_tokens = beam, prompt_len, max_new_tokens
         self.batch_size = n_inputs      # rows of the next forward: inputs for the prefill, inputs x beam after
         self.max_len = prompt_len + max_new_tokens
-        self.lengths = torch.zeros(n_inputs, dtype=torch.long)  # per row: prompt length + tokens generated
+        self.lengths = torch.zeros(n_inputs, dtype=torch.long, device=device)  # per row: prompt + generated
+        self.max_length = 0             # an upper bound of max(lengths) kept on the host: prompt_len + generated
         self.slots_in_use = 0           # the model's bookkeeping; this cache tracks `generated` itself
         self.k: list[torch.Tensor] = []  # per layer [inputs, H, P + max_new_tokens * beam, hd]
         self.v: list[torch.Tensor] = []
         self.prompt_bias: torch.Tensor | None = None  # [inputs, P]: 0 on prompt tokens, -inf on padding
-        self.ancestors = torch.zeros(n_inputs, beam, max_new_tokens, dtype=torch.long)  # [input, row, step] -> slot
+        self.ancestors = torch.zeros(n_inputs, beam, max_new_tokens, dtype=torch.long, device=device)  # -> slot
         self.generated = 0              # tokens generated so far, the same for every row
         self._bias: torch.Tensor | None = None  # this step's attention mask [inputs, 1, beam, slots], per forward
         self._prefilled = False
@@ -159,9 +165,10 @@ class BeamKVCache:
     def _step_bias(self, dtype: torch.dtype) -> torch.Tensor:
         """[n, 1, K, P + (t+1)K] additive mask: the prompt's real tokens, and per earlier step the ancestor's slot."""
         n, K, t = self.n_inputs, self.beam, self.generated
-        self.ancestors[:n, :, t] = torch.arange(K)  # this step's token of row r is written to slot r
         device = self.prompt_bias.device
-        own = F.one_hot(self.ancestors[:n, :, : t + 1].to(device), K).view(n, K, (t + 1) * K).bool()
+        self.ancestors[:n, :, t] = torch.arange(K, device=device)  # this step's token of row r goes to slot r
+        # a comparison, not F.one_hot, which reads the indices' range back to the host to check it
+        own = (self.ancestors[:n, :, : t + 1, None] == torch.arange(K, device=device)).view(n, K, (t + 1) * K)
         steps = torch.zeros(own.shape, dtype=self.prompt_bias.dtype, device=device).masked_fill_(~own, float("-inf"))
         bias = torch.cat([self.prompt_bias[:, None, :].expand(n, K, -1), steps], dim=2)
         return bias[:, None].to(dtype)
@@ -171,10 +178,12 @@ class BeamKVCache:
         self._bias = None
         if self._prefilled:
             self.generated += 1
+            self.max_length += 1
             return
         self._prefilled = True
-        like = self.k[0] if self.k else torch.empty(0)
-        padding = torch.arange(self.prompt_len)[None, :] >= self.lengths[:, None]
+        self.max_length = self.prompt_len  # right-padded prompts: the longest one fills the width
+        like = self.k[0] if self.k else torch.empty(0, device=self.lengths.device)
+        padding = torch.arange(self.prompt_len, device=self.lengths.device)[None, :] >= self.lengths[:, None]
         bias = torch.zeros(padding.shape, dtype=torch.promote_types(like.dtype, torch.float32), device=like.device)
         self.prompt_bias = bias.masked_fill_(padding.to(like.device), float("-inf"))
 
@@ -190,14 +199,25 @@ class BeamKVCache:
         if not bool((owners == owners[:, :1]).all()):
             raise ValueError("BeamKVCache.reorder_: each group of beam rows must come from a single input")
         inputs, parents = owners[:, 0], groups % self._rows_per_input
-        t = self.generated
-        if len(inputs) != self.n_inputs or not bool((inputs == torch.arange(self.n_inputs)).all()):
+        same = len(inputs) == self.n_inputs and bool((inputs == torch.arange(self.n_inputs, device=inputs.device)).all())
+        self.reorder_beams_(parents, None if same else inputs)
+
+    def reorder_beams_(self, parents: torch.Tensor, inputs: torch.Tensor | None = None) -> None:
+        """Beam search's reorder without checks or host synchronisation: new row (i, j) continues old row
+        parents[i, j] of input inputs[i] (parents [n, beam], rows of that input before the reorder); `inputs`
+        None keeps every input in place, else it lists the inputs that stay (in order), the others leave."""
+        if not self._prefilled:
+            raise RuntimeError("BeamKVCache: reorder_ before the prompt forward")
+        t, n = self.generated, parents.shape[0]
+        if inputs is not None:
             # inputs leave the batch (early stop): their keys go, once; the filled slots of the others move up
             self._gatherer.gather_("k", self.k, inputs, self.prompt_len + t * self.beam)
             self._gatherer.gather_("v", self.v, inputs, self.prompt_len + t * self.beam)
             self.prompt_bias = self.prompt_bias.index_select(0, inputs.to(self.prompt_bias.device))
-        # a row's ancestry is its parent's (parent = row of the same input it continues)
-        self.ancestors[: len(inputs), :, :t] = self.ancestors[inputs[:, None], parents, :t]
-        self.lengths = self.lengths.index_select(0, index)
-        self.batch_size, self._rows_per_input = len(index), self.beam
+        owners = (torch.arange(n, device=parents.device) if inputs is None else inputs)[:, None]
+        rows = (owners * self._rows_per_input + parents).view(-1)
+        if t:  # a row's ancestry is its parent's (parent = row of the same input it continues)
+            self.ancestors[:n, :, :t] = self.ancestors[owners, parents, :t]
+        self.lengths = self.lengths.index_select(0, rows.to(self.lengths.device))
+        self.batch_size, self._rows_per_input = len(rows), self.beam
         self._bias = None

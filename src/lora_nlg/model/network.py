@@ -183,7 +183,8 @@ class GPT2Network(nn.Module):
                 raise ValueError(f"kv_cache holds {kv_cache.batch_size} rows but input has {B}")
             positions = kv_cache.lengths.to(input_ids.device)[:, None] + steps[None, :]
             pos_ids = positions
-        furthest = int(pos_ids.max())
+        # known on the host (the cache tracks its longest row): reading pos_ids.max() would stall a GPU every step
+        furthest = T - 1 + (kv_cache.max_length if kv_cache is not None else 0)
         limit = self.config.n_positions if kv_cache is None else min(self.config.n_positions, kv_cache.max_len)
         if furthest >= limit:
             raise ValueError(f"sequence reaches position {furthest}, beyond the limit {limit}")
@@ -200,13 +201,15 @@ class GPT2Network(nn.Module):
                 kv_cache: KVCache | None = None, input_lengths: torch.Tensor | None = None,
                 loss_targets: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
         """Logits [B,T,V]; with `logits_mask` [B,T] (bool) only at the True positions, as [N,V] (row-major).
+        `logits_mask` may also be those positions as flat indices b * T + t ([N] long, ascending): the same rows
+        without the host-device synchronisation a boolean mask costs (its row count is data-dependent).
 
         With `loss_targets` [N] (needs `logits_mask`): instead of logits, the summed label-smoothed cross-entropy
         of those N positions (fp32 scalar), the head and loss fused so that no [N, V] tensor is kept (lm_loss.py).
         """
         h = self.hidden(input_ids, kv_cache, input_lengths)
         if logits_mask is not None:
-            h = h[logits_mask]
+            h = h.flatten(0, 1).index_select(0, logits_mask) if logits_mask.dtype == torch.long else h[logits_mask]
         if loss_targets is not None:
             if logits_mask is None:
                 raise ValueError("loss_targets needs logits_mask (the positions the targets belong to)")

@@ -21,8 +21,14 @@ from safetensors.torch import save as st_save_bytes
 
 from lora_nlg.atomic import atomic_file, writing
 from lora_nlg.model.lora import LoRAConfig, LoRAConv1D, make_lora_conv
-from lora_nlg.model.network import (IGNORABLE_SUFFIXES, TIED_HEAD_KEY, CheckpointError, GPT2Config, GPT2Network,
-                            _check_keys_and_shapes)
+from lora_nlg.model.network import (
+    IGNORABLE_SUFFIXES,
+    TIED_HEAD_KEY,
+    CheckpointError,
+    GPT2Config,
+    GPT2Network,
+    _check_keys_and_shapes,
+)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PEFT_PREFIX = "base_model.model."

@@ -151,10 +151,12 @@ class Batch:
     targets: torch.Tensor     # [N] next tokens at the loss positions, row-major (as model(..., logits_mask=))
     n_tokens: int             # real (non-pad) tokens of the examples, sum of L (the reference's count)
     n_loss: int               # N
+    loss_index: torch.Tensor  # [N] the loss positions as flat indices b * T + t (no mask -> index sync on a GPU)
 
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(self.input_ids.to(device, non_blocking=True), self.loss_mask.to(device, non_blocking=True),
-                     self.targets.to(device, non_blocking=True), self.n_tokens, self.n_loss)
+                     self.targets.to(device, non_blocking=True), self.n_tokens, self.n_loss,
+                     self.loss_index.to(device, non_blocking=True))
 
 
 def collate(examples: list[TrainingSequence], pad_to: int = 0) -> Batch:
@@ -163,13 +165,15 @@ def collate(examples: list[TrainingSequence], pad_to: int = 0) -> Batch:
     input_ids = torch.full((len(examples), width), PAD_ID, dtype=torch.long)
     loss_mask = torch.zeros((len(examples), width), dtype=torch.bool)
     targets: list[int] = []
+    positions: list[int] = []
     for row, ex in enumerate(examples):
         fed = ex.tokens[:ex.n_input]
         input_ids[row, :len(fed)] = torch.tensor(fed, dtype=torch.long)
         loss_mask[row, ex.n_context - 1:len(ex.tokens) - 1] = True
+        positions += range(row * width + ex.n_context - 1, row * width + len(ex.tokens) - 1)
         targets += ex.tokens[ex.n_context:]
     return Batch(input_ids, loss_mask, torch.tensor(targets, dtype=torch.long),
-                 sum(len(e.tokens) for e in examples), len(targets))
+                 sum(len(e.tokens) for e in examples), len(targets), torch.tensor(positions, dtype=torch.long))
 
 
 def validation_batches(examples: list[TrainingSequence], rank: int, world_size: int, batch_size: int) -> list[Batch]:

@@ -24,10 +24,10 @@ import torch
 from tqdm import tqdm
 
 from lora_nlg.atomic import WriteError
-from lora_nlg.run_dir import latest_step_dir
-from lora_nlg.train.batching import DataError
 from lora_nlg.config import ConfigError, load_config
 from lora_nlg.distributed import init_distributed
+from lora_nlg.run_dir import latest_step_dir
+from lora_nlg.train.batching import DataError
 from lora_nlg.train.objective import REFERENCE_DENOM_EPS, autocast, batch_loss_sum
 from lora_nlg.train.report import Reporter, perplexity, print_final_summary, print_start_summary
 from lora_nlg.train.setup import setup

@@ -24,7 +24,7 @@ def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor, label_smoothing:
 def batch_loss_sum(model, batch, label_smoothing: float) -> torch.Tensor:
     """Summed label-smoothed loss of a batch's loss positions: the LM head only there, fused with the loss
     (`model(..., loss_targets=)`, lm_loss.py), so no [positions, vocabulary] tensor is kept for backward."""
-    return model(batch.input_ids, logits_mask=batch.loss_mask, loss_targets=batch.targets,
+    return model(batch.input_ids, logits_mask=batch.loss_index, loss_targets=batch.targets,
                  label_smoothing=label_smoothing)
 
 

@@ -10,14 +10,28 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from lora_nlg.train.batching import DataError, TrainingSequence, Split, read_split, validation_batches
+from lora_nlg import precision
 from lora_nlg.config import ConfigError, RunConfig, diff
 from lora_nlg.model import weights
+from lora_nlg.run_dir import (
+    STATE_FILE,
+    RunError,
+    RunLock,
+    base_model_name,
+    build_run_model,
+    check_fingerprint,
+    config_path,
+    fingerprint_files,
+    is_run_dir_in_use,
+    load_training_state,
+    newest_usable_step_dir,
+    read_config,
+    remove_run_temporaries,
+    write_config,
+)
+from lora_nlg.train.batching import DataError, Split, read_split, validation_batches
 from lora_nlg.train.objective import apply_precision
 from lora_nlg.train.optim import Optimization, derive_max_steps
-from lora_nlg.run_dir import (STATE_FILE, RunError, RunLock, base_model_name, build_run_model, check_fingerprint,
-                              config_path, fingerprint_files, is_run_dir_in_use, load_training_state,
-                              newest_usable_step_dir, read_config, remove_run_temporaries, write_config)
 from lora_nlg.train.report import truncate_metrics
 from lora_nlg.train.state import Session, TrainData, TrainingError, TrainModel, load_step
 
@@ -32,6 +46,7 @@ def setup(cfg: RunConfig, env) -> Session:
     """The session of a run, holding the run's lock (rank 0) until `Session.release`; on failure the lock is
     released and a run directory that taking it created is removed again."""
     t = cfg.train
+    resolve_precision(cfg, env)
     if t.precision == "fp16" and env.device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs CUDA (it uses a grad scaler); use bf16 on CPU")
     run_dir = cfg.run_dir()
@@ -75,6 +90,20 @@ def lock_run_dir(run_dir: Path, env) -> RunLock | None:
     if error:
         raise TrainingError(error)
     return lock
+
+
+def resolve_precision(cfg: RunConfig, env) -> None:
+    """train.precision=auto becomes bf16 or fp32 for this device (config.yaml records the resolved value, so a
+    resumed run compares like with like); bf16 where it is only emulated gets a warning."""
+    t = cfg.train
+    requested = t.precision
+    t.precision, warning = precision.resolve(requested, env.device, "train.precision")
+    if env.is_main:
+        if requested == "auto":
+            tqdm.write(f"train.precision=auto -> {t.precision} on {env.device}"
+                       + (f" ({precision.describe_cpu()})" if env.device.type == "cpu" else ""), file=sys.stderr)
+        if warning:
+            tqdm.write(warning, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- run directory
