@@ -191,7 +191,7 @@ def load_training_state(step_dir: Path) -> dict[str, Any]:
     (empty, truncated, foreign, a pickle) is a `RunError` naming it."""
     path = step_dir / STATE_FILE
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = weights.load_weights_only(path)
     except OSError as e:
         raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for damaged files

@@ -11,6 +11,7 @@ import json
 import math
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,6 +38,15 @@ N = TypeVar("N", bound=GPT2Network)  # loaders build the class they are given (t
 
 
 # ------------------------------------------------------------------------------------------ raw files
+
+def load_weights_only(path: Path):
+    """`torch.load(weights_only=True)` on the CPU: a pickle that would run code is refused. torch's warning about
+    a foreign file's pickle protocol is dropped: such a file is refused with one error line, or loads fine."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """A flat {name: tensor} from a .safetensors file or a torch .bin/.pt file (weights only)."""
     if not path.is_file():
@@ -47,7 +57,7 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         except SafetensorError as e:
             raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_weights_only(path)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path}: refused: the file holds pickled Python objects that would run code when loaded "
