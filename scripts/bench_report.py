@@ -108,12 +108,9 @@ def render_gpu(machine: dict, train: list[dict], decode_hf: list[dict]) -> str:
              "| model | dtype | ours tokens/s | ms/step | peak GPU MB | FLOP/s achieved / measured peak | "
              "HF+PEFT tokens/s | vs HF+PEFT (rounds) |", "|---|---|---|---|---|---|---|---|"]
     for r in train:
-        hf = r.get("hf") or {}
-        rounds = ", ".join(f"{x:.2f}" for x in r.get("speedup_vs_hf_rounds", []))
         lines.append(f"| {r['model']} | {dtype_cell(r)} | {fmt(r['tokens_per_s'])} | {fmt(r['ms_per_step'], 1)} | "
                      f"{fmt(r.get('peak_gpu_mb', r.get('peak_rss_mb')), 0)} | {r['achieved_flops'] / 1e12:.2f} / "
-                     f"{r['peak_flops'] / 1e12:.1f} TFLOP/s ({r['mfu']:.0%}) | {fmt(hf.get('tokens_per_s'))} | "
-                     f"{fmt(r.get('speedup_vs_hf'), 2)}x" + (f" ({rounds})" if rounds else "") + " |")
+                     f"{r['peak_flops'] / 1e12:.1f} TFLOP/s ({r['mfu']:.0%}) | {hf_training_cells(r)} |")
     lines += ["", "## Beam search vs HF `generate` (beam 10, 64 new tokens, end tokens banned)", "",
               "| model | dtype | batch | ours inputs/s | HF inputs/s | speedup | ours / HF peak GPU MB |",
               "|---|---|---|---|---|---|---|"]
@@ -129,6 +126,13 @@ def fmt(value, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
+def hf_training_cells(r: dict) -> str:
+    """The 'HF+PEFT tokens/s | vs HF+PEFT (rounds)' cells of a training row (CPU and GPU reports alike)."""
+    rounds = ", ".join(f"{x:.2f}" for x in r.get("speedup_vs_hf_rounds", []))
+    return (f"{fmt((r.get('hf') or {}).get('tokens_per_s'))} | {fmt(r.get('speedup_vs_hf'), 2)}x"
+            + (f" ({rounds})" if rounds else ""))
+
+
 def render(machine: dict, train: list[dict], decode: list[dict], decode_hf: list[dict] = ()) -> str:
     lines = [f"# Benchmarks", "",
              f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {machine['date']}"
@@ -140,13 +144,10 @@ def render(machine: dict, train: list[dict], decode: list[dict], decode_hf: list
              "pad-512 tokens/s | pad-512 peak RSS MB | speedup | HF+PEFT tokens/s | vs HF+PEFT (rounds) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in train:
-        hf = r.get("hf") or {}
-        rounds = ", ".join(f"{x:.2f}" for x in r.get("speedup_vs_hf_rounds", []))
-        lines.append(f"| {r['model']} | {dtype_cell(r)} | {r['batch']} | {fmt(r['tokens_per_s'])} | {fmt(r['ms_per_step'], 0)} | "
-                     f"{fmt(r['peak_rss_mb'], 0)} | {r['achieved_flops'] / 1e9:.1f} / {r['peak_flops'] / 1e9:.1f} GFLOP/s "
-                     f"({r['mfu']:.0%}) | {fmt(r.get('ref_tokens_per_s'))} | {fmt(r.get('ref_peak_rss_mb'), 0)} | "
-                     f"{fmt(r.get('speedup'))}x | {fmt(hf.get('tokens_per_s'))} | {fmt(r.get('speedup_vs_hf'), 2)}x"
-                     + (f" ({rounds})" if rounds else "") + " |")
+        lines.append(f"| {r['model']} | {dtype_cell(r)} | {r['batch']} | {fmt(r['tokens_per_s'])} | "
+                     f"{fmt(r['ms_per_step'], 0)} | {fmt(r['peak_rss_mb'], 0)} | {r['achieved_flops'] / 1e9:.1f} / "
+                     f"{r['peak_flops'] / 1e9:.1f} GFLOP/s ({r['mfu']:.0%}) | {fmt(r.get('ref_tokens_per_s'))} | "
+                     f"{fmt(r.get('ref_peak_rss_mb'), 0)} | {fmt(r.get('speedup'))}x | {hf_training_cells(r)} |")
     lines += ["", "Tokens/s counts non-pad tokens. The reference regime pads every example to 512 and computes "
               "full-vocabulary logits at every position; both regimes run interleaved in one process. HF+PEFT: "
               "transformers' GPT2LMHeadModel with PEFT LoRA (r=4, alpha=32 on c_attn) on the same batches, dynamic "
